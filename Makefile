@@ -1,0 +1,31 @@
+# hdm: the two commands the README gives are `make reproduce` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test reproduce bench lab clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: venv
+	$(PY) -m pytest -q
+
+reproduce: venv
+	$(PY) -m hdm reproduce
+
+bench: venv
+	$(PY) benchmarks/loss_speed.py
+
+lab: venv
+	$(PY) -m jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) .pytest_cache
