@@ -1,0 +1,247 @@
+"""COCO-format top-down keypoint dataset: COCO 2017 person keypoints, and any COCO-format json (the synthetic
+set of ``hdm.data.synthetic`` reads unchanged).
+
+Persons come from ground-truth boxes or from a person detector's results file (COCO results format:
+a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``, e.g. HRNet's
+``COCO_val2017_detections_AP_H_56_person.json``). Each box becomes (center, scale) at the model's aspect ratio,
+enlarged 1.25x (``hdm.geometry.box_to_center_scale``). Samples are described in ``hdm.data.transforms``.
+
+Which persons (as HRNet):
+* ground-truth boxes: non-crowd annotations of the person category whose box, clipped to the image
+  (``x2 = min(w - 1, x1 + max(0, bw - 1))``, same for y), is non-empty and whose area is positive; for
+  training also at least one labelled keypoint (v > 0). Validation keeps persons without keypoints.
+* detector boxes (validation only): every person box with ``score >= box_score_threshold``, unclipped;
+  joints, visibility and flags are zeros and ``annotation_id`` is -1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from hdm.data.errors import EmptyDatasetError, missing
+from hdm.data.keypoints import COCO, JointSet, joint_set_from_names
+from hdm.data.transforms import Augmentation, PersonRecord, TopDownDataset
+from hdm.geometry import box_to_center_scale
+from hdm.paths import data_root
+
+COCO_SOURCE = (
+    "Get COCO 2017 (train2017/val2017 images and annotations_trainval2017.zip) from https://cocodataset.org/#download; "
+    "HRNet's person detections (COCO_val2017_detections_AP_H_56_person.json) come with the HRNet release "
+    "(github.com/leoxiaobin/deep-high-resolution-net.pytorch)."
+)
+DETECTIONS_FILE = "COCO_val2017_detections_AP_H_56_person.json"
+
+
+class CocoPaths(NamedTuple):
+    """Where the real COCO files are expected."""
+
+    ann_file: Path  # <root>/annotations/person_keypoints_<split>.json
+    image_dir: Path  # <root>/images/<split>/
+    detections: Path  # <root>/person_detection_results/COCO_val2017_detections_AP_H_56_person.json
+
+
+def coco_paths(root: Path | str | None = None, split: str = "val2017") -> CocoPaths:
+    """The expected real-COCO layout under ``root`` (default ``hdm.paths.data_root() / "coco"``)."""
+    root = Path(root) if root is not None else data_root() / "coco"
+    return CocoPaths(
+        ann_file=root / "annotations" / f"person_keypoints_{split}.json",
+        image_dir=root / "images" / split,
+        detections=root / "person_detection_results" / DETECTIONS_FILE,
+    )
+
+
+def _layout(ann_file: Path | str = "person_keypoints_val2017.json") -> list[str]:
+    """The expected files for the split that ``ann_file`` names (val2017 when it names none)."""
+    match = re.fullmatch(r"person_keypoints_(\w+)\.json", Path(ann_file).name)
+    paths = coco_paths(split=match.group(1) if match else "val2017")
+    return [str(paths.ann_file), f"{paths.image_dir}/", f"{paths.detections}  (detector boxes, optional)"]
+
+
+def load_coco(ann_file: Path | str):
+    """``pycocotools.coco.COCO`` of ``ann_file``, read quietly (pycocotools prints progress otherwise)."""
+    from pycocotools.coco import COCO as CocoApi
+
+    if not Path(ann_file).is_file():
+        raise missing("COCO-format keypoint annotations", ann_file, _layout(ann_file), COCO_SOURCE)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return CocoApi(str(ann_file))
+
+
+def person_category(api) -> tuple[int, JointSet]:
+    """(category id, joint set) of the person category: the one named "person", or the only category."""
+    cats = api.loadCats(api.getCatIds())
+    chosen = [c for c in cats if c.get("name") == "person"] or (cats if len(cats) == 1 else [])
+    if not chosen:
+        names = [c.get("name") for c in cats]
+        raise EmptyDatasetError(f"no 'person' category in the annotations (categories: {names})")
+    cat = chosen[0]
+    names = cat.get("keypoints")
+    if not names:
+        sizes = {len(a["keypoints"]) // 3 for a in api.dataset.get("annotations", []) if "keypoints" in a}
+        if sizes - {COCO.num_joints}:
+            raise ValueError(
+                f"the person category lists no keypoint names and annotations hold {sorted(sizes)} joints; "
+                f"add 'keypoints' names to the category (only {COCO.num_joints}-joint COCO data may omit them)"
+            )
+        return cat["id"], COCO
+    skeleton = [(a - 1, b - 1) for a, b in cat.get("skeleton", [])]
+    return cat["id"], joint_set_from_names(names, skeleton)
+
+
+def clean_box(bbox, width: int, height: int) -> np.ndarray | None:
+    """HRNet's box sanitising: clip ``(x, y, w, h)`` image px to the image; None if nothing is left."""
+    x, y, w, h = (float(v) for v in bbox)
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))
+    y2 = min(height - 1.0, y1 + max(0.0, h - 1.0))
+    if x2 < x1 or y2 < y1:
+        return None
+    return np.array([x1, y1, x2 - x1, y2 - y1])
+
+
+def gt_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, aspect: float, train: bool):
+    """One ``PersonRecord`` per kept ground-truth person (see the module docstring), by image id then file order."""
+    records = []
+    k = joint_set.num_joints
+    for image_id in sorted(api.imgs):
+        info = api.imgs[image_id]
+        for ann in api.imgToAnns.get(image_id, []):
+            if ann.get("category_id") != cat_id or ann.get("iscrowd", 0):
+                continue
+            box = clean_box(ann["bbox"], info["width"], info["height"])
+            area = float(ann.get("area", ann["bbox"][2] * ann["bbox"][3]))
+            if box is None or area <= 0:
+                continue
+            kp = np.asarray(ann.get("keypoints", [0] * 3 * k), dtype=np.float64)
+            if kp.size != 3 * k:
+                raise ValueError(f"annotation {ann['id']} has {kp.size // 3} keypoints, the category lists {k}")
+            kp = kp.reshape(k, 3)
+            flags = kp[:, 2].astype(np.int64)
+            if train and not (flags > 0).any():
+                continue
+            center, scale = box_to_center_scale(box, aspect)
+            records.append(
+                PersonRecord(
+                    image_path=image_dir / info["file_name"],
+                    image_size=(int(info["width"]), int(info["height"])),
+                    center=center,
+                    scale=scale,
+                    joints=np.where(flags[:, None] > 0, kp[:, :2], 0.0),
+                    flags=flags,
+                    image_id=int(image_id),
+                    annotation_id=int(ann["id"]),
+                    area=area,
+                )
+            )
+    return records
+
+
+def detection_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, aspect: float, path, threshold: float):
+    """One ``PersonRecord`` per person detection with ``score >= threshold``, in file order."""
+    if not Path(path).is_file():
+        raise missing("person detection results", path, _layout(), COCO_SOURCE)
+    with open(path) as f:
+        dets = json.load(f)
+    required = {"image_id", "category_id", "bbox", "score"}
+    if not isinstance(dets, list) or any(not isinstance(d, dict) or required - d.keys() for d in dets):
+        raise ValueError(
+            f"{path} is not in COCO results format: expected a list of {{'image_id', 'category_id', "
+            "'bbox': [x, y, w, h], 'score'}} dicts"
+        )
+    k = joint_set.num_joints
+    records = []
+    for d in dets:
+        if d["category_id"] != cat_id or d["score"] < threshold:
+            continue
+        if d["image_id"] not in api.imgs:
+            raise ValueError(f"{path}: detection on image_id {d['image_id']}, which the annotation file lacks")
+        info = api.imgs[d["image_id"]]
+        x, y, w, h = (float(v) for v in d["bbox"])
+        center, scale = box_to_center_scale([x, y, w, h], aspect)
+        records.append(
+            PersonRecord(
+                image_path=image_dir / info["file_name"],
+                image_size=(int(info["width"]), int(info["height"])),
+                center=center,
+                scale=scale,
+                joints=np.zeros((k, 2)),
+                flags=np.zeros(k, dtype=np.int64),
+                image_id=int(d["image_id"]),
+                annotation_id=-1,
+                area=w * h,
+                box_score=float(d["score"]),
+            )
+        )
+    return records
+
+
+class CocoTopDown(TopDownDataset):
+    """COCO-format person keypoints, one sample per person (see ``hdm.data.transforms`` for the sample dict).
+
+    Args:
+        ann_file: COCO keypoint annotations json (e.g. ``coco_paths().ann_file``).
+        image_dir: folder of the images named by the json's ``file_name``.
+        input_size: (W_in, H_in) crop px. heatmap_size: (W_hm, H_hm), input_size / stride.
+        train: augment, and keep only persons with labelled keypoints.
+        boxes: "gt" for ground-truth boxes, or the path of a person detection results json (validation only).
+        box_score_threshold: keep detections with score >= this (HRNet: 0.0). Ignored for "gt".
+        flip, scale_factor, rotation_factor, rotation_prob, half_body_prob, half_body_min_joints:
+            training augmentation, see ``hdm.data.transforms.Augmentation`` (defaults: HRNet COCO).
+        seed: base seed of the per-sample augmentation draws (see ``set_epoch``).
+    Raises:
+        DatasetNotFoundError: ann_file, image_dir or the detection file is missing.
+        EmptyDatasetError: no person to yield.
+    """
+
+    def __init__(
+        self,
+        ann_file: Path | str,
+        image_dir: Path | str,
+        input_size: tuple[int, int] = (192, 256),
+        heatmap_size: tuple[int, int] = (48, 64),
+        train: bool = False,
+        boxes: str | Path = "gt",
+        box_score_threshold: float = 0.0,
+        flip: bool = True,
+        scale_factor: float = 0.35,
+        rotation_factor: float = 45.0,
+        rotation_prob: float = 0.6,
+        half_body_prob: float = 0.3,
+        half_body_min_joints: int = 8,
+        seed: int = 0,
+    ):
+        self.ann_file, self.image_dir = Path(ann_file), Path(image_dir)
+        self.coco = load_coco(self.ann_file)
+        if not self.image_dir.is_dir():
+            raise missing("COCO image folder", self.image_dir, _layout(self.ann_file), COCO_SOURCE)
+        use_gt = isinstance(boxes, str) and boxes == "gt"
+        if train and not use_gt:
+            raise ValueError(f"training needs ground-truth boxes (boxes='gt'), got boxes={str(boxes)!r}")
+        cat_id, joint_set = person_category(self.coco)
+        aspect = input_size[0] / input_size[1]
+        if use_gt:
+            records = gt_records(self.coco, cat_id, joint_set, self.image_dir, aspect, train)
+            source = f"{self.ann_file} (ground-truth boxes, train={train})"
+        else:
+            records = detection_records(
+                self.coco, cat_id, joint_set, self.image_dir, aspect, boxes, box_score_threshold
+            )
+            source = f"{boxes} (person detections with score >= {box_score_threshold})"
+        if not records:
+            raise EmptyDatasetError(f"no person to yield from {source}: check the file and the filters")
+        augmentation = Augmentation(
+            flip=flip,
+            scale_factor=scale_factor,
+            rotation_factor=rotation_factor,
+            rotation_prob=rotation_prob,
+            half_body_prob=half_body_prob,
+            half_body_min_joints=half_body_min_joints,
+        )
+        super().__init__(records, joint_set, input_size, heatmap_size, train, augmentation, seed)

@@ -1,0 +1,30 @@
+"""The two errors a dataset raises before it yields anything: files missing, or no person to yield."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset file or folder is missing. The message names it, the expected layout and where to get the data."""
+
+
+class EmptyDatasetError(ValueError):
+    """The annotation (or detection) file was read but holds no person the dataset can yield."""
+
+
+def missing(what: str, path: Path | str, layout: list[str], source: str) -> DatasetNotFoundError:
+    """Build the error for a missing ``path``.
+
+    Args:
+        what: what is missing, e.g. "COCO keypoint annotations".
+        path: the path that was looked up.
+        layout: the files and folders the dataset expects (full paths, under ``hdm.paths.data_root()``).
+        source: where to get the data (nothing is ever downloaded automatically).
+    """
+    lines = "\n".join(f"  {entry}" for entry in layout)
+    return DatasetNotFoundError(
+        f"{what} not found: {path} does not exist.\n"
+        f"Expected layout (the data root moves with the HDM_DATA environment variable):\n{lines}\n"
+        f"{source} Nothing is downloaded automatically: place the files there, or pass their paths."
+    )

@@ -1,0 +1,155 @@
+"""Losses: our heatmap distribution matching loss (eq. 1) and HRNet's pixel-wise MSE baseline.
+
+Legend: B images, K joints, H x W heatmap pixels.
+``pred_heatmaps: (B, K, H, W)``, ``joints: (B, K, 2) heatmap px (x, y)``, ``target_weight: (B, K)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hdm import ot
+from hdm.targets import DEMANDER_MODES, demanders
+
+SOLVERS = ("exact", "sinkhorn")
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_heatmaps(pred: torch.Tensor, name: str = "pred_heatmaps") -> None:
+    if pred.ndim != 4:
+        raise ValueError(f"{name} must be (B, K, H, W), got shape {tuple(pred.shape)}")
+    if not torch.isfinite(pred).all():
+        raise ValueError(f"{name} contains NaN or inf: the model diverged or its input was invalid")
+
+
+def _check_pose_inputs(pred: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> None:
+    _check_heatmaps(pred)
+    batch, joint_count = pred.shape[:2]
+    if joints.shape != (batch, joint_count, 2):
+        raise ValueError(f"joints must be (B, K, 2) = ({batch}, {joint_count}, 2) to match the heatmaps, got {tuple(joints.shape)}")
+    if target_weight.shape != (batch, joint_count):
+        raise ValueError(f"target_weight must be (B, K) = ({batch}, {joint_count}), got {tuple(target_weight.shape)}")
+    for name, tensor in (("joints", joints), ("target_weight", target_weight)):
+        if tensor.device != pred.device:
+            raise ValueError(f"{name} is on {tensor.device} but pred_heatmaps is on {pred.device}; move them to one device")
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{name} contains NaN or inf")
+
+
+def suppliers(pred_heatmaps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The suppliers S^k: relu of the predicted heatmap, normalised to sum 1 per joint (Sec. C).
+
+    ``S = (relu(h) + eps * softmax(h)) / (sum relu(h) + eps)``: equal to relu(h) / sum relu(h) up to a relative
+    ``eps`` whenever the map has positive mass, and to softmax(h) for an all-zero or all-negative map, so that
+    the loss stays finite and its gradient still moves mass toward the joint (relu alone would give 0/0 and a
+    zero gradient there).
+
+    Args:
+        pred_heatmaps: (..., H, W). eps: guard, in heatmap units (summed relu values).
+    Returns:
+        (..., H, W) non-negative, summing to 1 over (H, W).
+    """
+    if eps <= 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    flat = pred_heatmaps.flatten(-2)
+    positive = torch.relu(flat)
+    guard = eps * torch.softmax(flat, dim=-1)
+    mass = positive.sum(-1, keepdim=True) + eps
+    return ((positive + guard) / mass).view_as(pred_heatmaps)
+
+
+class HDMLoss(nn.Module):
+    """Heatmap distribution matching loss (eq. 1): per joint, the EMD between suppliers and demanders.
+
+    L = sum over joints of w_k * EMD_C(S^k, D^k), averaged over images (``reduction="mean"``), where S^k are
+    :func:`suppliers`, D^k the demanders of :func:`hdm.targets.demanders` and C the distance in heatmap px.
+    Its gradient w.r.t. S^k is the dual potential a^k (eq. 3); autograd carries it through the normalisation.
+
+    Args:
+        demanders: "subpixel" (4 bilinear corner pixels, the paper's ``b in R^4``) or "naive" (rounded pixel).
+        solver: "exact" (EMD, :func:`hdm.ot.emd_grid`) or "sinkhorn" (entropic, :func:`hdm.ot.sinkhorn`).
+        reduction: "mean" (sum over joints, mean over images), "sum", or "none" for the (B, K) matrix.
+        cost: "euclidean" (L2 in heatmap px, the paper's) or "sqeuclidean".
+        sinkhorn_eps: entropic regularisation in cost units (only for ``solver="sinkhorn"``).
+        supply_eps: guard of :func:`suppliers`.
+    """
+
+    def __init__(
+        self,
+        demanders: str = "subpixel",
+        solver: str = "exact",
+        reduction: str = "mean",
+        cost: str = "euclidean",
+        sinkhorn_eps: float = 0.05,
+        supply_eps: float = 1e-6,
+    ):
+        super().__init__()
+        for name, value, allowed in (
+            ("demanders", demanders, DEMANDER_MODES),
+            ("solver", solver, SOLVERS),
+            ("reduction", reduction, REDUCTIONS),
+            ("cost", cost, ot.COSTS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        self.demanders = demanders
+        self.solver = solver
+        self.reduction = reduction
+        self.cost = cost
+        self.sinkhorn_eps = sinkhorn_eps
+        self.supply_eps = supply_eps
+
+    def per_joint(self, pred_heatmaps: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        """Unweighted EMD per joint, (B, K); 0 (and no gradient) where target_weight is 0."""
+        _check_pose_inputs(pred_heatmaps, joints, target_weight)
+        batch, joint_count, height, width = pred_heatmaps.shape
+        losses = pred_heatmaps.new_zeros(batch, joint_count)
+        used = target_weight > 0
+        if not used.any():
+            return losses + 0.0 * pred_heatmaps.sum((-1, -2))  # keeps the graph connected
+        supply = suppliers(pred_heatmaps[used], self.supply_eps)  # (N, H, W)
+        positions, masses = demanders(joints[used].unsqueeze(0), (height, width), self.demanders)
+        positions, masses = positions[0], masses[0].to(supply.dtype)
+        if self.solver == "exact":
+            value, _, _ = ot.emd_grid(supply, positions, masses, cost=self.cost)
+        else:
+            cost = ot.grid_cost(height, width, positions, cost=self.cost).to(supply.dtype)
+            value, _, _ = ot.sinkhorn(supply.flatten(1), masses, cost, eps=self.sinkhorn_eps)
+        return losses.index_put((used.nonzero(as_tuple=True)), value)
+
+    def forward(self, pred_heatmaps: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        weighted = self.per_joint(pred_heatmaps, joints, target_weight) * target_weight
+        if self.reduction == "none":
+            return weighted
+        total = weighted.sum()
+        return total / pred_heatmaps.shape[0] if self.reduction == "mean" else total
+
+
+class HeatmapMSELoss(nn.Module):
+    """HRNet's pixel-wise baseline: 0.5 x MSE between heatmaps, averaged over joints, pixels and images.
+
+    ``0.5 * mean_{b,k,h,w} (w_bk * (pred - target))^2`` with ``use_target_weight``; without it, w = 1.
+
+    Args:
+        use_target_weight: weight each joint's squared error by its target weight (HRNet: True).
+    """
+
+    def __init__(self, use_target_weight: bool = True):
+        super().__init__()
+        self.use_target_weight = use_target_weight
+
+    def forward(self, pred_heatmaps: torch.Tensor, target_heatmaps: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        _check_heatmaps(pred_heatmaps)
+        if target_heatmaps.shape != pred_heatmaps.shape:
+            raise ValueError(
+                f"target_heatmaps {tuple(target_heatmaps.shape)} must match pred_heatmaps {tuple(pred_heatmaps.shape)}"
+            )
+        if target_weight.shape != pred_heatmaps.shape[:2]:
+            raise ValueError(f"target_weight must be (B, K) = {tuple(pred_heatmaps.shape[:2])}, got {tuple(target_weight.shape)}")
+        if target_heatmaps.device != pred_heatmaps.device or target_weight.device != pred_heatmaps.device:
+            raise ValueError("pred_heatmaps, target_heatmaps and target_weight must be on one device")
+        diff = pred_heatmaps - target_heatmaps
+        if self.use_target_weight:
+            diff = diff * target_weight[..., None, None]
+        return 0.5 * diff.pow(2).mean()
