@@ -1,0 +1,68 @@
+"""Run every notebook with papermill at one scale: the project's main job (``make reproduce``).
+
+    python -m hdm reproduce                 # default scale, every notebook, into results/
+    python -m hdm reproduce --scale smoke   # what CI runs
+    python -m hdm reproduce --only fig2 table1
+
+Executed notebooks go to ``results/notebooks/<scale>/``; each notebook writes its own figures and tables under
+``results/`` (paths from :mod:`hdm.paths`). Training runs are cached, so a second call only re-plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from hdm.paths import REPO_ROOT, RESULTS
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+# Order matters only for speed: the first notebooks that need training runs create them for the others.
+NOTEBOOKS = ("theorem1", "fig2", "table1", "fig1", "fig3")
+SCALES = ("smoke", "default", "paper")
+
+
+def notebook_path(name: str) -> Path:
+    path = NOTEBOOKS_DIR / f"{name}.ipynb"
+    if not path.exists():
+        raise FileNotFoundError(f"no notebook {path}; available: {sorted(p.stem for p in NOTEBOOKS_DIR.glob('*.ipynb'))}")
+    return path
+
+
+def run_notebook(name: str, scale: str = "default", parameters: dict | None = None, output_dir: Path | None = None) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` with papermill; returns the executed copy's path."""
+    import papermill
+
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    output_dir = Path(output_dir or RESULTS / "notebooks" / scale)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    output = output_dir / f"{name}.ipynb"
+    papermill.execute_notebook(
+        str(notebook_path(name)),
+        str(output),
+        parameters={"scale": scale, **(parameters or {})},
+        cwd=str(REPO_ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    return output
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hdm reproduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", default="default", choices=SCALES)
+    parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks")
+    args = parser.parse_args(argv)
+    names = args.only or [n for n in NOTEBOOKS if (NOTEBOOKS_DIR / f"{n}.ipynb").exists()]
+    total = time.perf_counter()
+    for name in names:
+        start = time.perf_counter()
+        output = run_notebook(name, args.scale)
+        print(f"{name:10s} {time.perf_counter() - start:7.1f} s  -> {output.relative_to(REPO_ROOT)}", flush=True)
+    print(f"reproduce ({args.scale}): {len(names)} notebooks in {time.perf_counter() - total:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
