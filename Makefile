@@ -19,7 +19,7 @@ test: venv
 	$(PY) -m pytest -q
 
 reproduce: venv
-	$(PY) -m hdm reproduce
+	$(PY) -m hdm.reproduce --scale default
 
 bench: venv
 	$(PY) benchmarks/loss_speed.py

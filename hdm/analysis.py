@@ -1,0 +1,95 @@
+"""Numbers behind Fig. 2 and Table 1, computed from runs' per-epoch metric tables (pandas).
+
+Fig. 2's claim is that our loss tracks localisation accuracy more consistently than pixel-wise MSE does. We
+quantify "consistently" per run, over the plotted epochs:
+
+- ``spearman``: Spearman rank correlation between the validation loss and the accuracy over epochs. A loss that
+  tracks accuracy perfectly gives -1 (loss down <=> accuracy up).
+- ``inconsistent_epochs``: epochs in which the loss fell while the accuracy did not rise (the pattern Fig. 2a
+  shows for MSE), and its share among the epochs in which the loss fell.
+
+Over several seeds these become mean ± std (:func:`summarise_over_seeds`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+
+def _check_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"metrics table lacks columns {missing}; it has {list(frame.columns)}")
+
+
+def loss_accuracy_consistency(
+    metrics: pd.DataFrame, loss: str, accuracy: str, first_epoch: int = 2, last_epoch: int | None = None
+) -> dict:
+    """How consistently ``loss`` tracks ``accuracy`` over epochs ``first_epoch..last_epoch`` (inclusive).
+
+    Args:
+        metrics: one row per epoch with an ``epoch`` column (1-based) and the two named columns.
+        loss, accuracy: column names (e.g. "val_mse" and "AP"). first_epoch, last_epoch: Fig. 2 plots 2..15.
+    Returns:
+        dict with spearman (float, NaN if either series is constant), epochs (int), loss_fell (int),
+        inconsistent_epochs (int), inconsistent_share (float, NaN if the loss never fell).
+    """
+    _check_columns(metrics, ["epoch", loss, accuracy])
+    keep = metrics["epoch"] >= first_epoch
+    if last_epoch is not None:
+        keep &= metrics["epoch"] <= last_epoch
+    window = metrics[keep].sort_values("epoch")
+    if len(window) < 2:
+        raise ValueError(f"need at least 2 epochs in [{first_epoch}, {last_epoch}] to compare, got {len(window)}")
+    loss_values = window[loss].to_numpy(float)
+    acc_values = window[accuracy].to_numpy(float)
+    if np.ptp(loss_values) == 0 or np.ptp(acc_values) == 0:
+        rho = float("nan")
+    else:
+        rho = float(spearmanr(loss_values, acc_values).statistic)
+    fell = np.diff(loss_values) < 0
+    not_up = np.diff(acc_values) <= 0
+    inconsistent = int((fell & not_up).sum())
+    return {
+        "spearman": rho,
+        "epochs": len(window),
+        "loss_fell": int(fell.sum()),
+        "inconsistent_epochs": inconsistent,
+        "inconsistent_share": inconsistent / fell.sum() if fell.any() else float("nan"),
+    }
+
+
+def consistency_table(runs: dict[tuple[str, int], pd.DataFrame], losses: dict[str, str], accuracy: str, **window) -> pd.DataFrame:
+    """One row per (method, seed, loss): :func:`loss_accuracy_consistency` of every run against every loss.
+
+    Args:
+        runs: (method, seed) -> metrics table. losses: label -> column, e.g. {"MSE": "val_mse", "ours": "val_hdm"}.
+        accuracy: accuracy column. window: first_epoch / last_epoch.
+    """
+    rows = []
+    for (method, seed), metrics in runs.items():
+        for label, column in losses.items():
+            rows.append({"method": method, "seed": seed, "loss": label,
+                         **loss_accuracy_consistency(metrics, column, accuracy, **window)})
+    return pd.DataFrame(rows)
+
+
+def summarise_over_seeds(table: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
+    """Mean and std (ddof=1; NaN for one seed) of ``values`` grouped by ``by``, plus the seed count ``n``."""
+    _check_columns(table, by + values)
+    grouped = table.groupby(by, sort=False)[values]
+    summary = grouped.agg(["mean", "std"])
+    summary.columns = [f"{value}_{stat}" for value, stat in summary.columns]
+    summary["n"] = grouped.size()
+    return summary.reset_index()
+
+
+def mean_std_strings(summary: pd.DataFrame, values: list[str], scale: float = 1.0, digits: int = 1) -> pd.DataFrame:
+    """Format ``<v>_mean`` / ``<v>_std`` columns as "m ± s" strings (std omitted when NaN), values × ``scale``."""
+    out = pd.DataFrame(index=summary.index)
+    for value in values:
+        mean, std = summary[f"{value}_mean"] * scale, summary[f"{value}_std"] * scale
+        out[value] = [f"{m:.{digits}f}" if np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, std)]
+    return out

@@ -1,0 +1,51 @@
+"""Fig. 2 consistency numbers and seed summaries on hand-made metric tables."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hdm.analysis import consistency_table, loss_accuracy_consistency, mean_std_strings, summarise_over_seeds
+
+
+def _metrics(loss, acc):
+    return pd.DataFrame({"epoch": np.arange(1, len(loss) + 1), "loss": loss, "acc": acc})
+
+
+def test_perfectly_tracking_loss_has_rho_minus_one_and_no_inconsistent_epochs():
+    result = loss_accuracy_consistency(_metrics([9, 5, 4, 3, 2, 1], [0, 1, 2, 3, 4, 5]), "loss", "acc")
+    assert result["spearman"] == pytest.approx(-1.0)
+    assert result["epochs"] == 5 and result["loss_fell"] == 4 and result["inconsistent_epochs"] == 0
+
+
+def test_counts_epochs_where_loss_fell_but_accuracy_did_not_rise():
+    # epochs 2..7: loss always falls; accuracy 1, 3, 2, 2, 5, 4 -> not up at 3 of 5 steps
+    m = _metrics([10, 6, 5, 4, 3, 2, 1], [0, 1, 3, 2, 2, 5, 4])
+    result = loss_accuracy_consistency(m, "loss", "acc")
+    assert result["loss_fell"] == 5 and result["inconsistent_epochs"] == 3
+    assert result["inconsistent_share"] == pytest.approx(3 / 5)
+    # by hand: ranks of loss (6,5,4,3,2,1)->(6..1); acc (1,3,2,2,5,4)
+    from scipy.stats import spearmanr
+
+    assert result["spearman"] == pytest.approx(spearmanr([6, 5, 4, 3, 2, 1], [1, 3, 2, 2, 5, 4]).statistic)
+    assert loss_accuracy_consistency(m, "loss", "acc", first_epoch=1, last_epoch=3)["epochs"] == 3
+
+
+def test_constant_series_gives_nan_and_short_windows_error():
+    assert math.isnan(loss_accuracy_consistency(_metrics([1, 1, 1], [0, 1, 2]), "loss", "acc")["spearman"])
+    with pytest.raises(ValueError, match="at least 2 epochs"):
+        loss_accuracy_consistency(_metrics([1, 2], [0, 1]), "loss", "acc")
+    with pytest.raises(KeyError, match="lacks columns"):
+        loss_accuracy_consistency(_metrics([1, 2, 3], [0, 1, 2]), "val_mse", "acc")
+
+
+def test_tables_and_seed_summaries():
+    runs = {("hdm", s): _metrics([5, 4, 3, 2], [1, 2, 3, 4 + s]) for s in range(3)}
+    table = consistency_table(runs, {"ours": "loss"}, "acc")
+    assert len(table) == 3 and set(table["method"]) == {"hdm"}
+    summary = summarise_over_seeds(table, ["method", "loss"], ["spearman", "inconsistent_epochs"])
+    assert summary.loc[0, "n"] == 3 and summary.loc[0, "spearman_mean"] == pytest.approx(-1.0)
+    assert summary.loc[0, "spearman_std"] == pytest.approx(0.0)
+    text = mean_std_strings(summary, ["spearman"], digits=2)
+    assert text.loc[0, "spearman"] == "-1.00 ± 0.00"
