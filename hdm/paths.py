@@ -1,6 +1,7 @@
 """Every path the project writes or reads, resolved from the repository root (not the working directory).
 
-Override the data and run folders with the environment variables ``HDM_DATA`` and ``HDM_RUNS``.
+Override the results, data and run folders with the environment variables ``HDM_RESULTS``, ``HDM_DATA`` and
+``HDM_RUNS`` (tests use them to keep the repository's committed results untouched).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS = REPO_ROOT / "results"
+RESULTS = Path(os.environ.get("HDM_RESULTS", REPO_ROOT / "results"))
 FIGURES = RESULTS / "figures"
 TABLES = RESULTS / "tables"
 DOCS = REPO_ROOT / "docs"
