@@ -93,3 +93,53 @@ def mean_std_strings(summary: pd.DataFrame, values: list[str], scale: float = 1.
         mean, std = summary[f"{value}_mean"] * scale, summary[f"{value}_std"] * scale
         out[value] = [f"{m:.{digits}f}" if np.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean, std)]
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fig. 3: where the model fails
+
+
+def joint_errors(predictions: dict[str, np.ndarray], joint_names: list[str] | None = None) -> pd.DataFrame:
+    """One row per labelled joint of a run's ``predictions.npz``: its localisation error and visibility.
+
+    Args:
+        predictions: arrays ``index, image_coords, image_joints, keypoint_flags, scale`` (N, K, ...) as written
+            by the engine. joint_names: K names (default "joint<k>").
+    Returns:
+        columns sample (row in predictions), index (dataset index), joint, name, flag (COCO v: 1 occluded,
+        2 visible), error_px (original-image px), error_rel (error / person size, the longer side of the
+        crop box before padding: 200 * max(scale) / 1.25).
+    """
+    flags = predictions["keypoint_flags"]
+    num, joints = flags.shape
+    names = joint_names or [f"joint{k}" for k in range(joints)]
+    errors = np.linalg.norm(predictions["image_coords"] - predictions["image_joints"], axis=-1)
+    size = 200.0 * predictions["scale"].max(-1) / 1.25
+    sample, joint = np.nonzero(flags > 0)
+    return pd.DataFrame({
+        "sample": sample, "index": predictions["index"][sample], "joint": joint,
+        "name": [names[k] for k in joint], "flag": flags[sample, joint],
+        "error_px": errors[sample, joint], "error_rel": errors[sample, joint] / size[sample],
+    })
+
+
+def error_by_visibility(errors: pd.DataFrame, worst_share: float = 0.05) -> pd.DataFrame:
+    """Errors grouped by visibility flag, and how the worst ``worst_share`` of joints (by ``error_rel``) split.
+
+    Returns one row per flag: joints, share_of_joints, mean/median error_rel and error_px, share_of_worst (the
+    fraction of the worst joints that have this flag) and over_representation (share_of_worst / share_of_joints).
+    """
+    if errors.empty:
+        raise ValueError("no labelled joints to analyse")
+    cutoff = errors["error_rel"].quantile(1 - worst_share)
+    worst = errors[errors["error_rel"] >= cutoff]
+    rows = []
+    for flag, group in errors.groupby("flag"):
+        share = len(group) / len(errors)
+        worst_part = (worst["flag"] == flag).mean()
+        rows.append({"flag": int(flag), "visibility": {1: "occluded", 2: "visible"}.get(int(flag), str(flag)),
+                     "joints": len(group), "share_of_joints": share,
+                     "mean_error_rel": group["error_rel"].mean(), "median_error_rel": group["error_rel"].median(),
+                     "mean_error_px": group["error_px"].mean(), "share_of_worst": worst_part,
+                     "over_representation": worst_part / share})
+    return pd.DataFrame(rows)

@@ -90,3 +90,33 @@ def heatmap_overlay(ax: plt.Axes, crop: np.ndarray, heatmap: np.ndarray, points:
     ax.set_yticks([])
     if title:
         ax.set_title(title)
+
+
+def qualitative_grid(picks: list[tuple[int, int]], models: dict, title_fmt: str = "{label}: {joint}\n({x:.1f}, {y:.1f})"):
+    """Fig. 1 / Fig. 3 layout: one column per pick, one row per model: heatmap over the crop, prediction and GT.
+
+    Args:
+        picks: (row in the models' predictions, joint index) pairs. models: label -> ``hdm.inference.SamplePredictions``
+            on the same samples. title_fmt: panel title with fields joint, label, x, y (prediction, image px).
+    Returns:
+        the figure and a table (one row per pick) of predicted and GT original-image coordinates and errors (px).
+    """
+    fig, axes = plt.subplots(len(models), len(picks), figsize=(2.4 * len(picks), 2.9 * len(models)),
+                             squeeze=False, constrained_layout=True)
+    rows = []
+    for col, (i, k) in enumerate(picks):
+        first = next(iter(models.values()))
+        gt = first.image_joints[i, k]
+        entry = {"sample index": int(first.indices[i]), "joint": first.joint_names[k],
+                 "GT (x, y)": f"({gt[0]:.1f}, {gt[1]:.1f})"}
+        for row, (label, pred) in enumerate(models.items()):
+            xy = pred.image_coords[i, k]
+            heatmap_overlay(axes[row, col], pred.crops[i], pred.heatmaps[i, k],
+                            {label: pred.coords[i, k] * pred.stride, "gt": pred.joints[i, k] * pred.stride},
+                            title=title_fmt.format(joint=pred.joint_names[k], label=label, x=xy[0], y=xy[1]))
+            entry[f"{label} (x, y)"] = f"({xy[0]:.1f}, {xy[1]:.1f})"
+            entry[f"{label} error px"] = float(np.linalg.norm(xy - gt))
+        rows.append(entry)
+    for ax in axes[:, 0]:
+        ax.legend(loc="lower left", fontsize=7)
+    return fig, pd.DataFrame(rows)

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         start = time.perf_counter()
         output = run_notebook(name, args.scale)
-        print(f"{name:10s} {time.perf_counter() - start:7.1f} s  -> {output.relative_to(REPO_ROOT)}", flush=True)
+        print(f"{name:10s} {time.perf_counter() - start:7.1f} s  -> {output}", flush=True)
     print(f"reproduce ({args.scale}): {len(names)} notebooks in {time.perf_counter() - total:.1f} s")
 
 

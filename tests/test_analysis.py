@@ -49,3 +49,26 @@ def test_tables_and_seed_summaries():
     assert summary.loc[0, "spearman_std"] == pytest.approx(0.0)
     text = mean_std_strings(summary, ["spearman"], digits=2)
     assert text.loc[0, "spearman"] == "-1.00 ± 0.00"
+
+
+def test_joint_errors_and_visibility_split_on_a_hand_made_case():
+    from hdm.analysis import error_by_visibility, joint_errors
+
+    # 2 persons x 3 joints; box size 200 * 1.25 / 1.25 = 200 px; errors 0, 2, 40 / 4, 100, unlabelled
+    predictions = {
+        "index": np.array([5, 9]),
+        "image_joints": np.zeros((2, 3, 2)),
+        "image_coords": np.array([[[0, 0], [2, 0], [0, 40]], [[4, 0], [0, 100], [7, 7]]], float),
+        "keypoint_flags": np.array([[2, 2, 1], [2, 1, 0]]),
+        "scale": np.full((2, 2), 1.25),
+    }
+    errors = joint_errors(predictions, ["a", "b", "c"])
+    assert len(errors) == 5 and errors["error_px"].tolist() == [0, 2, 40, 4, 100]
+    assert errors["error_rel"].tolist() == pytest.approx([0, 0.01, 0.2, 0.02, 0.5])
+    assert errors["index"].tolist() == [5, 5, 5, 9, 9]
+    table = error_by_visibility(errors, worst_share=0.4).set_index("visibility")
+    assert table.loc["occluded", "joints"] == 2 and table.loc["visible", "joints"] == 3
+    assert table.loc["occluded", "mean_error_px"] == pytest.approx(70)
+    # the worst 40 % (2 joints: errors 40 and 100) are both occluded
+    assert table.loc["occluded", "share_of_worst"] == 1.0
+    assert table.loc["occluded", "over_representation"] == pytest.approx(1 / 0.4)
