@@ -214,9 +214,11 @@ def sinkhorn(
     demand: torch.Tensor,
     cost: torch.Tensor,
     eps: float = 0.05,
-    max_iter: int = 500,
-    tol: float = 1e-4,
+    max_iter: int = 300,
+    tol: float = 1e-3,
     check_every: int = 10,
+    eps_start: float = 1.0,
+    stage_iter: int = 10,
 ):
     """Entropic OT in the log domain (batched torch, any device).
 
@@ -226,7 +228,9 @@ def sinkhorn(
     Args:
         supply: (N, P), demand: (N, M) masses with equal totals; cost: (N, P, M). eps: regularisation in cost
         units (heatmap px for the Euclidean cost). max_iter, tol: stop when the supply marginal's L1 error
-        (checked every ``check_every`` iterations) is below tol, or after max_iter iterations.
+        (checked every ``check_every`` iterations) is below tol, or after max_iter iterations at ``eps``.
+        eps_start, stage_iter: ε-scaling — ``stage_iter`` iterations at each of eps_start, eps_start/2, ... down
+        to eps, warm-starting the potentials (far fewer iterations for small eps; no effect if eps >= eps_start).
     Returns:
         value (N,) = ⟨x, C⟩ of the entropic plan, f (N, P), g (N, M) its dual potentials. The gradient of value
         w.r.t. supply is f (and w.r.t. demand g): the envelope gradient of the regularised problem.
@@ -249,9 +253,19 @@ def sinkhorn(
     log_d = torch.where(d > 0, d.log(), torch.full_like(d, -math.inf))
     f = torch.zeros_like(s)
     g = torch.zeros_like(d)
-    for iteration in range(1, max_iter + 1):
+
+    def update(f, g, eps):
         f = -eps * torch.logsumexp((g[:, None, :] - c) / eps + log_d[:, None, :], dim=2)
         g = -eps * torch.logsumexp((f[:, :, None] - c) / eps + log_s[:, :, None], dim=1)
+        return f, g
+
+    stage = eps_start
+    while stage > eps:
+        for _ in range(stage_iter):
+            f, g = update(f, g, stage)
+        stage /= 2
+    for iteration in range(1, max_iter + 1):
+        f, g = update(f, g, eps)
         if iteration % check_every == 0 or iteration == max_iter:
             log_plan = (f[:, :, None] + g[:, None, :] - c) / eps + log_s[:, :, None] + log_d[:, None, :]
             if (log_plan.exp().sum(2) - s).abs().sum(-1).max() < tol:
