@@ -41,25 +41,30 @@ COSTS = ("euclidean", "sqeuclidean")
 BALANCE_RTOL = 1e-4
 
 
-def _check_finite(name: str, tensor: torch.Tensor) -> None:
-    if not torch.isfinite(tensor).all():
+def _check_finite(name: str, array: np.ndarray) -> None:
+    if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or inf; OT needs finite, non-negative masses and costs")
 
 
-def _check_masses(supply: torch.Tensor, demand: torch.Tensor) -> None:
+def _check_masses(supply: np.ndarray, demand: np.ndarray) -> None:
+    """Checks on the float64 copies (numpy: cheaper than torch's threaded reductions on small batches)."""
     for name, mass in (("supply", supply), ("demand", demand)):
         _check_finite(name, mass)
-        if (mass < 0).any():
-            raise ValueError(f"{name} has negative entries (min {mass.min().item():.3g}); masses must be >= 0")
-    if supply.device != demand.device:
-        raise ValueError(f"supply is on {supply.device} but demand is on {demand.device}; put both on one device")
+        if mass.size and mass.min() < 0:
+            raise ValueError(f"{name} has negative entries (min {mass.min():.3g}); masses must be >= 0")
     total_s, total_d = supply.sum(-1), demand.sum(-1)
-    if not torch.allclose(total_s, total_d, rtol=BALANCE_RTOL, atol=1e-12):
-        worst = (total_s - total_d).abs().argmax().item()
+    if not np.allclose(total_s, total_d, rtol=BALANCE_RTOL, atol=1e-12):
+        worst = int(np.abs(total_s - total_d).argmax())
         raise ValueError(
-            f"unbalanced problem {worst}: supply sums to {total_s[worst].item():.8g}, demand to "
-            f"{total_d[worst].item():.8g}; normalise both to the same total"
+            f"unbalanced problem {worst}: supply sums to {total_s[worst]:.8g}, demand to "
+            f"{total_d[worst]:.8g}; normalise both to the same total"
         )
+
+
+def _same_device(**tensors: torch.Tensor) -> None:
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        raise ValueError(f"inputs are on different devices {devices}; put them on one device")
 
 
 def _n_chunks(n_problems: int) -> int:
@@ -123,13 +128,11 @@ def emd(supply: torch.Tensor, demand: torch.Tensor, cost: torch.Tensor):
             f"shapes disagree: supply {tuple(supply.shape)}, demand {tuple(demand.shape)}, cost {tuple(cost.shape)}"
             " must be (N, P), (N, M), (N, P, M)"
         )
-    _check_masses(supply, demand)
-    _check_finite("cost", cost)
-    if cost.device != supply.device:
-        raise ValueError(f"cost is on {cost.device} but supply is on {supply.device}")
-    s_np = _as_numpy64(supply)
-    d_np = _balanced_demand(s_np, _as_numpy64(demand))
-    c_np = _as_numpy64(cost)
+    _same_device(supply=supply, demand=demand, cost=cost)
+    s_np, d_np, c_np = _as_numpy64(supply), _as_numpy64(demand), _as_numpy64(cost)
+    _check_masses(s_np, d_np)
+    _check_finite("cost", c_np)
+    d_np = _balanced_demand(s_np, d_np)
     n_problems, n_pix = s_np.shape
     a_np = np.empty((n_problems, n_pix))
     b_np = np.empty_like(d_np)
@@ -195,9 +198,10 @@ def emd_grid(supply: torch.Tensor, positions: torch.Tensor, demand: torch.Tensor
     _check_grid_inputs(supply, positions, demand)
     n_problems, height, width = supply.shape
     flat = supply.reshape(n_problems, height * width)
-    _check_masses(flat, demand)
-    s_np = _as_numpy64(flat)
-    d_np = _balanced_demand(s_np, _as_numpy64(demand))
+    _same_device(supply=supply, positions=positions, demand=demand)
+    s_np, d_np = _as_numpy64(flat), _as_numpy64(demand)
+    _check_masses(s_np, d_np)
+    d_np = _balanced_demand(s_np, d_np)
     pos_np = np.ascontiguousarray(positions.detach().cpu().numpy().astype(np.int64))
     table = _offset_cost_table((height - 1) ** 2 + (width - 1) ** 2, cost)
     a_np = np.empty_like(s_np)
@@ -242,8 +246,10 @@ def sinkhorn(
             f"expected supply (N, P), demand (N, M), cost (N, P, M); got {tuple(supply.shape)}, "
             f"{tuple(demand.shape)}, {tuple(cost.shape)}"
         )
-    _check_masses(supply, demand)
-    _check_finite("cost", cost)
+    _same_device(supply=supply, demand=demand, cost=cost)
+    _check_masses(_as_numpy64(supply), _as_numpy64(demand))
+    if not torch.isfinite(cost).all():
+        raise ValueError("cost contains NaN or inf; OT needs finite costs")
     work = torch.float64
     s = supply.detach().to(work)
     d = demand.detach().to(work)
