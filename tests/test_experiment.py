@@ -1,0 +1,330 @@
+"""The training / evaluation engine at the smoke scale: config and presets, each method's loss, a whole run and
+its files, the cache, bitwise resume after an interruption, evaluate(), the command line, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from hdm import cli, experiment, runs
+from hdm.data import DatasetNotFoundError, EmptyDatasetError, coco_paths
+from hdm.experiment import Config, MethodLoss, preset, train
+from hdm.geometry import heatmap_to_image
+from hdm.loss import HeatmapMSELoss
+from hdm.targets import gaussian_heatmaps
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    """HDM_DATA (the smoke split, generated once) and HDM_RUNS in temporary folders for the whole module."""
+    base = tmp_path_factory.mktemp("engine")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HDM_DATA", str(base / "data"))
+        mp.setenv("HDM_RUNS", str(base / "runs"))
+        yield base
+
+
+@pytest.fixture
+def runs_dir(roots, tmp_path, monkeypatch):
+    """A fresh, empty runs root for one test (the smoke data stay shared)."""
+    monkeypatch.setenv("HDM_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+SMOKE = dict(progress=False)
+
+
+@pytest.fixture(scope="module")
+def gaussian_run(roots):
+    return train(preset("smoke", "gaussian", seed=0), **SMOKE)
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+def test_presets_follow_the_recipes():
+    smoke, default = preset("smoke", "hdm"), preset("default", "gaussian")
+    for cfg in (smoke, default):
+        assert cfg.dataset == "synthetic" and cfg.model == "hrnet_tiny"
+        assert cfg.input_size == (96, 128) and cfg.heatmap_size == (24, 32)  # 128 x 96 (h x w)
+    assert Config() == preset("default", "hdm")  # the dataclass defaults are the default scale
+    assert smoke.synthetic_preset == "smoke" and smoke.epochs == 2
+    assert default.synthetic_preset == "default" and default.epochs == 15 and default.lr == 1e-3
+    coco, mpii = preset("paper", "hdm"), preset("paper", "hdm", dataset="mpii")
+    assert (coco.dataset, coco.model, coco.input_size, coco.heatmap_size) == ("coco", "hrnet_w48", (192, 256), (48, 64))
+    assert (mpii.model, mpii.input_size, mpii.heatmap_size) == ("hrnet_w32", (256, 256), (64, 64))
+    for cfg in (coco, mpii):  # reference/facts.md
+        assert (cfg.epochs, cfg.lr_steps, cfg.lr_factor, cfg.lr, cfg.sigma) == (210, (170, 200), 0.1, 1e-3, 2.0)
+        assert cfg.batch_size == 128 and cfg.flip_test and cfg.flip
+    assert (coco.scale_factor, coco.rotation_factor, coco.half_body_prob) == (0.35, 45.0, 0.3)
+    assert (mpii.scale_factor, mpii.rotation_factor, mpii.half_body_prob) == (0.25, 30.0, 0.0)
+    with pytest.raises(ValueError, match="coco or mpii"):
+        preset("paper", "hdm", dataset="synthetic")
+    with pytest.raises(ValueError, match="scale must be one of"):
+        preset("huge", "hdm")
+
+
+def test_decoder_defaults_by_method_and_stays_a_parameter():
+    assert {m: preset("smoke", m).resolved().decoder for m in experiment.METHODS} == {
+        "gaussian": "argmax_shift", "dot": "argmax_shift",
+        "hdm": "local_com", "hdm_naive": "local_com", "hdm_sinkhorn": "local_com",
+    }  # fmt: skip
+    assert preset("smoke", "hdm", decoder="argmax_shift").resolved().decoder == "argmax_shift"
+
+
+def test_unknown_keys_methods_and_bad_values_are_clear_errors():
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['lr_step'\].*did you mean 'lr_steps'"):
+        preset("smoke", "hdm", lr_step=3)
+    with pytest.raises(ValueError, match="method must be one of"):
+        preset("smoke", "mse")
+    with pytest.raises(ValueError, match="expects"):
+        preset("smoke", "hdm", epochs="many")
+    with pytest.raises(ValueError, match="heatmap_size must be input_size / 4"):
+        preset("smoke", "hdm", heatmap_size=(48, 64))
+    with pytest.raises(ValueError, match="lr_steps must be strictly increasing"):
+        preset("smoke", "hdm", lr_steps=(5, 3))
+    with pytest.raises(ValueError, match="device must be"):
+        preset("smoke", "hdm", device="tpu")
+    with pytest.raises(ValueError, match="unknown config key"):
+        Config.from_dict({"methods": "hdm"})
+
+
+def test_string_overrides_are_parsed_by_field_type():
+    cfg = preset("smoke", "hdm").replace(lr_steps="5,8", max_val_samples="none", flip_test="true", lr="3e-4",
+                                         input_size="[128, 160]", heatmap_size="32,40")  # fmt: skip
+    assert cfg.lr_steps == (5, 8) and cfg.max_val_samples is None and cfg.flip_test is True and cfg.lr == 3e-4
+    assert cfg.input_size == (128, 160) and cfg.heatmap_size == (32, 40)
+    assert preset("smoke", "hdm", lr_steps="").lr_steps == ()
+    assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # json round trip
+
+
+def test_hash_covers_what_changes_results_only():
+    base = preset("smoke", "hdm")
+    same = [base.replace(num_workers=3), base.replace(device="cpu"), base.replace(decoder="local_com"),
+            base.replace(sinkhorn_eps=0.5), base.replace(val_boxes="detections")]  # fmt: skip
+    assert all(c.hash() == base.hash() for c in same)
+    other = [base.replace(lr=2e-3), base.replace(seed=1), base.replace(method="gaussian"), base.replace(sigma=3.0),
+             base.replace(decoder="argmax_shift"), base.replace(data_seed=1)]  # fmt: skip
+    assert len({c.hash() for c in other} | {base.hash()}) == len(other) + 1
+    coco = preset("smoke", "hdm", dataset="coco")
+    assert coco.replace(data_seed=5).hash() == coco.hash()  # synthetic-only fields do not matter on coco
+    assert coco.replace(val_boxes="detections").hash() != coco.hash()
+    assert base.run_dir().name == f"hdm-smoke-{base.hash()}"
+
+
+# ------------------------------------------------------------------------------------------------ methods
+
+
+def _joints_and_maps(height=16, width=12):
+    """Joints at sub-pixel positions and, per joint, the bilinear splat of unit mass (its exact distribution)."""
+    joints = torch.tensor([[[3.3, 4.6], [7.0, 9.0], [5.75, 2.25]]], dtype=torch.float64)
+    maps = torch.zeros(1, 3, height, width, dtype=torch.float64)
+    for k, (x, y) in enumerate(joints[0].tolist()):
+        x0, y0, fx, fy = int(x), int(y), x - int(x), y - int(y)
+        for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            maps[0, k, y0 + dy, x0 + dx] += w
+    return joints, maps, torch.ones(1, 3, dtype=torch.float64)
+
+
+def test_each_method_is_zero_on_its_own_perfect_target():
+    joints, splat, vis = _joints_and_maps()
+    size = tuple(splat.shape[-2:])
+    gauss, _ = gaussian_heatmaps(joints, vis, size, 2.0)
+    dot = torch.zeros_like(splat)
+    for k, (x, y) in enumerate(torch.floor(joints[0] + 0.5).long().tolist()):
+        dot[0, k, y, x] = 1.0
+    assert MethodLoss("gaussian")(gauss, joints, vis) == 0
+    assert MethodLoss("dot")(dot, joints, vis) == 0
+    assert MethodLoss("hdm")(splat, joints, vis) < 1e-4  # sub-pixel demanders: the splat is exact (up to the
+    # suppliers' 1e-6 guard mass)
+    assert MethodLoss("hdm_naive")(dot, joints, vis) < 1e-4  # one demander at the rounded pixel
+    # and each is positive on another method's target
+    assert MethodLoss("hdm")(dot, joints, vis) > 0.1 and MethodLoss("hdm_naive")(splat, joints, vis) > 0.1
+    assert MethodLoss("gaussian")(dot, joints, vis) > 0 and MethodLoss("dot")(gauss, joints, vis) > 0
+    # entropic OT is close to, and above, the exact value on the same maps
+    exact = MethodLoss("hdm")(gauss, joints, vis)
+    entropic = MethodLoss("hdm_sinkhorn", sinkhorn_eps=0.05)(gauss, joints, vis)
+    assert abs(entropic - exact) < 0.05 * exact
+    with pytest.raises(ValueError, match="unknown method"):
+        MethodLoss("l1")
+
+
+def test_whole_image_prefix_keeps_images_whole():
+    ids = np.array([1, 1, 2, 3, 3, 3, 4])
+    assert experiment.whole_image_prefix(ids, None).tolist() == list(range(7))
+    assert experiment.whole_image_prefix(ids, 4).tolist() == [0, 1, 2]  # image 3 would be cut
+    assert experiment.whole_image_prefix(ids, 6).tolist() == [0, 1, 2, 3, 4, 5]
+    assert experiment.whole_image_prefix(ids, 1).tolist() == [0, 1]  # at least the first image
+
+
+# ------------------------------------------------------------------------------------------------ a run
+
+
+def test_smoke_run_writes_every_file(gaussian_run):
+    run, cfg = gaussian_run, preset("smoke", "gaussian", seed=0).resolved()
+    assert run.done and run.dir == cfg.run_dir() and run.config == cfg
+    for name in (runs.CONFIG, runs.PROVENANCE, runs.METRICS, runs.LAST, runs.FINAL, runs.PREDICTIONS, runs.RESULTS,
+                 runs.LOG, runs.DONE):  # fmt: skip
+        assert (run.dir / name).is_file(), name
+    assert not (run.dir / runs.LOCK).exists()
+    assert run.config_dict["hash"] == cfg.hash()
+    df = run.metrics
+    assert df["epoch"].tolist() == [1, 2]
+    expected = ["epoch", "lr", "train_loss", "val_mse", "val_hdm", "AP", "AP50", "AP75", "APM", "APL", "AR", "PCK",
+                "err_px", "err_hm"]  # fmt: skip
+    assert list(df.columns) == expected and run.accuracy_column == "AP"
+    assert (df["lr"] == cfg.lr).all() and (df[["train_loss", "val_mse", "val_hdm", "err_px"]] > 0).all().all()
+    prov = run.provenance
+    assert prov["seed"] == 0 and prov["finished"] and prov["sessions"][0]["device"].startswith("cpu")
+    final = torch.load(run.checkpoint, weights_only=True)
+    last = torch.load(run.dir / runs.LAST, weights_only=True)
+    assert final["epoch"] == last["epoch"] == 2 and len(last["history"]) == 2
+    assert all(torch.equal(final["model"][k], last["model"][k]) for k in final["model"])
+
+
+def test_predictions_are_consistent_with_the_geometry_and_the_dataset(gaussian_run):
+    pred = gaussian_run.predictions()
+    data = experiment.build_data(gaussian_run.config, train=False)
+    n, k = len(data.val), data.num_joints
+    assert pred["index"].tolist() == list(range(n))
+    assert pred["coords"].shape == pred["image_coords"].shape == (n, k, 2) and pred["maxvals"].shape == (n, k)
+    back = heatmap_to_image(pred["coords"], pred["center"], pred["scale"], gaussian_run.config.heatmap_size)
+    np.testing.assert_allclose(pred["image_coords"], back, atol=1e-3)
+    assert [int(data.val.records[i].annotation_id) for i in range(n)] == pred["annotation_id"].tolist()
+    sample = data.val[3]
+    np.testing.assert_array_equal(pred["joints"][3], sample["joints"].numpy())
+
+
+def test_reported_metrics_match_independent_recomputation(gaussian_run):
+    """The last metrics row equals pycocotools on results.json, and val_mse a per-sample loop with final.pt."""
+    cfg, row = gaussian_run.config, gaussian_run.metrics.iloc[-1]
+    data = experiment.build_data(cfg, train=False)
+    gt = COCO(str(data.val.ann_file))
+    evaluator = COCOeval(gt, gt.loadRes(gaussian_run.results()), "keypoints")
+    evaluator.evaluate(), evaluator.accumulate(), evaluator.summarize()
+    assert math.isclose(row["AP"], evaluator.stats[0], abs_tol=1e-12)
+    assert math.isclose(row["AR"], evaluator.stats[5], abs_tol=1e-12)
+
+    model = gaussian_run.load_model()
+    mse = HeatmapMSELoss()
+    losses = []
+    with torch.no_grad():
+        for i in range(len(data.val)):
+            s = data.val[i]
+            heatmaps = model(s["image"][None])
+            target, weight = gaussian_heatmaps(s["joints"][None], s["visibility"][None], heatmaps.shape[-2:], cfg.sigma)
+            losses.append(mse(heatmaps, target, weight).item())
+    assert math.isclose(row["val_mse"], float(np.mean(losses)), rel_tol=1e-5)
+
+
+def test_a_finished_run_comes_from_the_cache(gaussian_run):
+    stamp = (gaussian_run.dir / runs.FINAL).stat().st_mtime_ns
+
+    def never(epoch, row):
+        raise AssertionError("a cached run must not train")
+
+    again = train(preset("smoke", "gaussian", seed=0, num_workers=1, device="cpu"), on_epoch_end=never, **SMOKE)
+    assert again.dir == gaussian_run.dir and (gaussian_run.dir / runs.FINAL).stat().st_mtime_ns == stamp
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(roots, runs_dir, monkeypatch):
+    cfg = preset("smoke", "hdm", seed=1)
+    whole = train(cfg, **SMOKE)
+
+    monkeypatch.setenv("HDM_RUNS", str(runs_dir.parent / "other"))
+
+    def stop_after_first(epoch, row):
+        if epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, on_epoch_end=stop_after_first, **SMOKE)
+    broken = runs.Run(cfg.run_dir())
+    assert not broken.done and broken.metrics["epoch"].tolist() == [1]
+    assert not (broken.dir / runs.LOCK).exists()
+    resumed = train(cfg, **SMOKE)
+    assert resumed.done and [s["first_epoch"] for s in resumed.provenance["sessions"]] == [1, 2]
+    assert (resumed.dir / runs.METRICS).read_bytes() == (whole.dir / runs.METRICS).read_bytes()
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pa, pb = whole.predictions(), resumed.predictions()
+    assert all(np.array_equal(pa[k], pb[k]) for k in pa)
+
+
+def test_evaluate_reproduces_the_run_and_caches_per_decoder(gaussian_run, monkeypatch):
+    row = gaussian_run.metrics.iloc[-1]
+    own = experiment.evaluate(gaussian_run, progress=False)  # the run's decoder, no flip
+    for key in ("AP", "PCK", "val_mse", "val_hdm", "err_px"):
+        assert math.isclose(own[key], row[key], rel_tol=1e-9), key
+    other = experiment.evaluate(gaussian_run.dir, decoder="local_com", flip_test=True, progress=False)
+    assert set(other) == set(own) and other["err_hm"] != own["err_hm"]
+    assert (gaussian_run.dir / runs.EVAL_DIR / "local_com-flip1.json").is_file()
+    assert (gaussian_run.dir / runs.EVAL_DIR / "local_com-flip1.npz").is_file()
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("a cached evaluation must not touch the data")
+
+    monkeypatch.setattr(experiment, "build_data", no_data)
+    assert experiment.evaluate(gaussian_run.dir, decoder="local_com", flip_test=True) == other
+    with pytest.raises(ValueError, match="unknown decoder"):
+        experiment.evaluate(gaussian_run, decoder="soft_argmax")
+
+
+def test_evaluate_refuses_an_unfinished_run(roots, runs_dir):
+    cfg = preset("smoke", "gaussian", seed=2)
+    runs.write_json(cfg.run_dir() / runs.CONFIG, {**cfg.resolved().to_dict(), "hash": cfg.hash()})
+    with pytest.raises(RuntimeError, match="not finished"):
+        experiment.evaluate(cfg.run_dir())
+
+
+# ------------------------------------------------------------------------------------------------ errors, cli
+
+
+def test_missing_real_datasets_raise_dataset_not_found(roots, runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HDM_DATA", str(tmp_path / "empty"))
+    for dataset in ("coco", "mpii"):
+        with pytest.raises(DatasetNotFoundError, match="Nothing is downloaded"):
+            train(preset("smoke", "hdm", dataset=dataset), **SMOKE)
+    assert not any((runs_dir).rglob(runs.LOCK))  # the lock is released on failure
+
+
+def test_an_empty_dataset_is_a_clear_error(roots, runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HDM_DATA", str(tmp_path))
+    paths = coco_paths(split="val2017")
+    paths.image_dir.mkdir(parents=True)
+    runs.write_json(paths.ann_file, {"images": [{"id": 1, "file_name": "1.jpg", "width": 64, "height": 64}],
+                                     "annotations": [], "categories": [{"id": 1, "name": "person"}]})  # fmt: skip
+    with pytest.raises(EmptyDatasetError, match="no person"):
+        train(preset("smoke", "hdm", dataset="coco"), **SMOKE)
+
+
+def test_too_few_training_samples_is_a_clear_error(roots, runs_dir):
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(preset("smoke", "gaussian", max_train_samples=4, batch_size=8), **SMOKE)
+
+
+def test_cli_trains_evaluates_and_rejects_bad_input(roots, runs_dir, capsys):
+    args = ["train", "--scale", "smoke", "--method", "dot", "--seed", "0", "--no-progress", "--set", "epochs=1"]
+    assert cli.main(args) == 0
+    run_dir = preset("smoke", "dot", epochs=1).run_dir()
+    assert capsys.readouterr().out.strip().endswith(str(run_dir)) and runs.Run(run_dir).done
+    assert cli.main(["evaluate", "--run", str(run_dir), "--decoder", "local_com", "--no-progress"]) == 0
+    assert "PCK" in json.loads(capsys.readouterr().out)
+    assert cli.main(["config", "--scale", "smoke", "--method", "hdm", "--set", "lr=0.01"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["lr"] == 0.01 and printed["decoder"] == "local_com" and printed["hash"] in printed["run_dir"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--scale", "smoke", "--method", "hdm", "--set", "bogus=1"])
+    assert exit_info.value.code == 2 and "unknown config key" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--scale", "smoke", "--method", "mse"])

@@ -1,0 +1,121 @@
+"""Run folders: config hashing, atomic files, the training lock, provenance, and reading a run back."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from importlib import metadata
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hdm import runs
+
+
+def test_config_hash_is_canonical_and_sensitive():
+    a = {"lr": 0.001, "input_size": [96, 128], "method": "hdm"}
+    b = {"method": "hdm", "input_size": (96, 128), "lr": 0.001}  # other key order, tuple for list
+    assert runs.config_hash(a) == runs.config_hash(b)
+    assert re.fullmatch(r"[0-9a-f]{12}", runs.config_hash(a))
+    assert runs.config_hash({**a, "lr": 0.002}) != runs.config_hash(a)
+    assert runs.config_hash({**a, "extra": None}) != runs.config_hash(a)
+    assert runs.run_name("hdm", "smoke", "0123456789ab") == "hdm-smoke-0123456789ab"
+
+
+def test_atomic_writers_round_trip_and_leave_no_temporary_files(tmp_path):
+    runs.write_json(tmp_path / "a" / "x.json", {"v": [1, 2.5], "nan": float("nan")})
+    back = runs.read_json(tmp_path / "a" / "x.json")
+    assert back["v"] == [1, 2.5] and np.isnan(back["nan"])
+    runs.save_torch(tmp_path / "m.pt", {"w": torch.arange(5.0)})
+    assert torch.equal(torch.load(tmp_path / "m.pt", weights_only=True)["w"], torch.arange(5.0))
+    runs.save_npz(tmp_path / "p.npz", {"c": np.eye(3)})
+    with np.load(tmp_path / "p.npz") as f:
+        assert np.array_equal(f["c"], np.eye(3))
+    runs.write_json(tmp_path / "a" / "x.json", {"v": 2})  # overwrite
+    assert runs.read_json(tmp_path / "a" / "x.json") == {"v": 2}
+    leftovers = [p.name for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    path = runs.write_json(tmp_path / "x.json", {"v": 1})
+    with pytest.raises(TypeError):
+        runs.write_json(path, {"v": object()})  # not json-able: fails mid-write
+    assert runs.read_json(path) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_metrics_csv_round_trips_every_bit(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [{"epoch": e, "lr": 1e-3, "train_loss": float(rng.random() / 3), "AP": float("nan")} for e in (1, 2)]
+    runs.write_metrics(tmp_path / runs.METRICS, rows)
+    run = runs.Run(tmp_path)
+    df = run.metrics
+    assert list(df.columns) == ["epoch", "lr", "train_loss", "AP"]
+    assert df["train_loss"].tolist() == [r["train_loss"] for r in rows]  # exact, not approximate
+    assert df["AP"].isna().all()
+
+
+def test_lock_is_exclusive_and_released(tmp_path):
+    with runs.RunLock(tmp_path):
+        assert (tmp_path / runs.LOCK).is_file()
+        with pytest.raises(runs.RunLockedError, match="being trained by pid"):
+            runs.RunLock(tmp_path).acquire()
+    assert not (tmp_path / runs.LOCK).exists()
+    with runs.RunLock(tmp_path):  # free again
+        pass
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(proc.stdout)
+    (tmp_path / runs.LOCK).write_text(json.dumps({"pid": dead_pid, "host": socket.gethostname()}))
+    with runs.RunLock(tmp_path):
+        assert json.loads((tmp_path / runs.LOCK).read_text())["pid"] != dead_pid
+    (tmp_path / runs.LOCK).write_text(json.dumps({"pid": dead_pid, "host": "another-host"}))
+    with pytest.raises(runs.RunLockedError, match="another-host"):
+        runs.RunLock(tmp_path).acquire()  # cannot tell whether a process on another host lives
+
+
+def test_provenance_records_versions_git_and_sessions(tmp_path):
+    prov = runs.start_session(tmp_path, seed=3, device=torch.device("cpu"), world_size=1, first_epoch=1)
+    for name in ("torch", "numpy", "numba", "pot", "pycocotools"):
+        assert prov["packages"][name] == metadata.version(name)
+    assert prov["seed"] == 3 and prov["python"] == sys.version.split()[0]
+    commit = prov["git"]["commit"]
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}", commit)
+    assert prov["git"]["dirty"] in (True, False, None)
+    runs.end_session(tmp_path, finished=False)
+    runs.start_session(tmp_path, seed=3, device=torch.device("cpu"), world_size=2, first_epoch=5)
+    runs.end_session(tmp_path, finished=True)
+    prov = runs.Run(tmp_path).provenance
+    assert [s["first_epoch"] for s in prov["sessions"]] == [1, 5]
+    assert [s["world_size"] for s in prov["sessions"]] == [1, 2]
+    assert all(s["end"] for s in prov["sessions"]) and prov["finished"] == prov["sessions"][-1]["end"]
+    assert prov["sessions"][0]["host"] == socket.gethostname()
+
+
+def test_run_reads_back_and_rejects_non_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("HDM_RUNS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        runs.open_run(tmp_path / "nothing")
+    folder = tmp_path / "gaussian-smoke-0123456789ab"
+    runs.write_json(folder / runs.CONFIG, {"method": "gaussian", "hash": "0123456789ab"})
+    run = runs.open_run("gaussian-smoke-0123456789ab")  # a name under the runs root
+    assert run.dir == folder and run.hash == "0123456789ab" and not run.done
+    assert run.metrics.empty and run.accuracy_column is None
+    assert run.checkpoint == folder / runs.LAST
+    with pytest.raises(FileNotFoundError, match="not finished"):
+        run.predictions()
+    runs.write_metrics(folder / runs.METRICS, [{"epoch": 1, "PCK": 0.5}])
+    assert run.accuracy_column == "PCK"
+    runs.write_text(folder / runs.DONE, "now\n")
+    assert run.done and run.checkpoint == folder / runs.FINAL
+    assert [r.dir for r in runs.list_runs()] == [folder]
+    assert runs.list_runs(tmp_path / "missing") == []
+    assert isinstance(run.metrics, pd.DataFrame)
