@@ -255,14 +255,15 @@ def sinkhorn(
     d = demand.detach().to(work)
     d = d * (s.sum(-1, keepdim=True) / d.sum(-1, keepdim=True).clamp_min(1e-300))
     c = cost.detach().to(device=supply.device, dtype=work)
+    c_t = c.transpose(1, 2).contiguous()  # (N, M, P): both reductions run over contiguous or tiny axes
     log_s = torch.where(s > 0, s.log(), torch.full_like(s, -math.inf))
     log_d = torch.where(d > 0, d.log(), torch.full_like(d, -math.inf))
     f = torch.zeros_like(s)
     g = torch.zeros_like(d)
 
     def update(f, g, eps):
-        f = -eps * torch.logsumexp((g[:, None, :] - c) / eps + log_d[:, None, :], dim=2)
-        g = -eps * torch.logsumexp((f[:, :, None] - c) / eps + log_s[:, :, None], dim=1)
+        f = -eps * torch.logsumexp((g[:, :, None] - c_t) / eps + log_d[:, :, None], dim=1)
+        g = -eps * torch.logsumexp((f[:, None, :] - c_t) / eps + log_s[:, None, :], dim=2)
         return f, g
 
     stage = eps_start
@@ -273,8 +274,8 @@ def sinkhorn(
     for iteration in range(1, max_iter + 1):
         f, g = update(f, g, eps)
         if iteration % check_every == 0 or iteration == max_iter:
-            log_plan = (f[:, :, None] + g[:, None, :] - c) / eps + log_s[:, :, None] + log_d[:, None, :]
-            if (log_plan.exp().sum(2) - s).abs().sum(-1).max() < tol:
+            log_plan = (f[:, None, :] + g[:, :, None] - c_t) / eps + log_s[:, None, :] + log_d[:, :, None]
+            if (log_plan.exp().sum(1) - s).abs().sum(-1).max() < tol:
                 break
     # Potentials of the problem written with the plan x = exp((f + g - C)/eps) s d (Gibbs kernel on s ⊗ d).
     plan = ((f[:, :, None] + g[:, None, :] - c) / eps + log_s[:, :, None] + log_d[:, None, :]).exp()
