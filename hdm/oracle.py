@@ -45,6 +45,7 @@ from hdm.decode import DECODERS, decode
 from hdm.geometry import heatmap_to_image
 from hdm.metrics import coco_keypoint_eval, make_coco_results
 from hdm.paths import REPO_ROOT, TABLES
+from hdm import targets
 from hdm.targets import demanders, dot_heatmaps, gaussian_heatmaps, target_weight
 
 __all__ = [
@@ -81,24 +82,9 @@ SYNTHETIC_SIZES = ((96, 128), (24, 32))
 def subpixel_gaussian_heatmaps(
     joints: torch.Tensor, visibility: torch.Tensor, heatmap_size: tuple[int, int], sigma: float = 2.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Untruncated Gaussians centred at the exact sub-pixel joints: ``exp(-||p - joint||² / (2σ²))``.
-
-    Peak <= 1 (1 only when the joint sits on a pixel centre); all zero for joints that do not count.
-
-    Args:
-        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_size: (H, W). sigma: heatmap px, > 0.
-    Returns:
-        heatmaps (B, K, H, W) and target_weight (B, K), in the dtype of ``joints``.
-    """
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive (heatmap px), got {sigma}")
-    weight = target_weight(joints, visibility, heatmap_size)
-    height, width = heatmap_size
-    xs = torch.arange(width, dtype=joints.dtype, device=joints.device)
-    ys = torch.arange(height, dtype=joints.dtype, device=joints.device)
-    gx = torch.exp(-((xs - joints[..., 0, None]) ** 2) / (2 * sigma**2))  # (B, K, W)
-    gy = torch.exp(-((ys - joints[..., 1, None]) ** 2) / (2 * sigma**2))  # (B, K, H)
-    return gy[..., :, None] * gx[..., None, :] * weight[..., None, None], weight
+    """Untruncated Gaussians at the exact sub-pixel joints: :func:`hdm.targets.subpixel_gaussian_heatmaps` with
+    ``truncate=False``. Shapes: joints (B, K, 2) heatmap px, visibility (B, K), heatmap_size (H, W)."""
+    return targets.subpixel_gaussian_heatmaps(joints, visibility, heatmap_size, sigma, truncate=False)
 
 
 def subpixel_dot_heatmaps(

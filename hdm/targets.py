@@ -74,6 +74,39 @@ def gaussian_heatmaps(
     return gauss * window * weight[..., None, None], weight
 
 
+def subpixel_gaussian_heatmaps(
+    joints: torch.Tensor,
+    visibility: torch.Tensor,
+    heatmap_size: tuple[int, int],
+    sigma: float = 2.0,
+    truncate: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussians centred at the exact sub-pixel joint, ``exp(-||p - joint||² / (2σ²))`` (peak < 1 off pixel centres).
+
+    With ``truncate`` the map keeps :func:`gaussian_heatmaps`' (6σ+1)² window around the rounded pixel, so only the
+    centre differs from HRNet's target (Theorem 1's eq. 5 check); without, it is untruncated (the oracle's smooth
+    upper bound). Zero for joints that do not count.
+
+    Args:
+        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_size: (H, W). sigma: heatmap px, > 0.
+    Returns:
+        heatmaps (B, K, H, W) and target_weight (B, K), in the dtype of ``joints``.
+    """
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive (heatmap px), got {sigma}")
+    weight = target_weight(joints, visibility, heatmap_size)
+    height, width = heatmap_size
+    xs = torch.arange(width, dtype=joints.dtype, device=joints.device).view(1, 1, 1, width)
+    ys = torch.arange(height, dtype=joints.dtype, device=joints.device).view(1, 1, height, 1)
+    dist2 = (xs - joints[..., 0, None, None]) ** 2 + (ys - joints[..., 1, None, None]) ** 2
+    heat = torch.exp(-dist2 / (2 * sigma**2)) * weight[..., None, None]
+    if truncate:
+        radius = int(3 * sigma)
+        pix = rounded_pixels(joints).to(joints.dtype)
+        heat = heat * (((xs - pix[..., 0, None, None]).abs() <= radius) & ((ys - pix[..., 1, None, None]).abs() <= radius))
+    return heat, weight
+
+
 def dot_heatmaps(
     joints: torch.Tensor, visibility: torch.Tensor, heatmap_size: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,7 @@ import pandas as pd
 import sympy as sp
 import torch
 
-from hdm.targets import dot_heatmaps, rounded_pixels, target_weight
+from hdm.targets import dot_heatmaps, rounded_pixels, subpixel_gaussian_heatmaps, target_weight
 
 #: lhs - rhs of eq. 4 = EQ4_RESIDUAL_FACTOR * (||H_dot||^2 - <H_Gau, H_dot>); derived in :func:`symbolic_check`.
 EQ4_RESIDUAL_FACTOR = 2
@@ -290,33 +290,6 @@ def theorem1_terms(pred: torch.Tensor, gauss: torch.Tensor, dot: torch.Tensor) -
 # ---------------------------------------------------------------------------------------------------------------
 # Where eq. 5 breaks: a Gaussian centred on the exact sub-pixel joint
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def subpixel_gaussian_heatmaps(
-    joints: torch.Tensor, visibility: torch.Tensor, heatmap_size: tuple[int, int], sigma: float = 2.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian centred at the exact sub-pixel joint: exp(-||u - joint||^2 / 2σ^2).
-
-    Same window ((6σ+1)² around the rounded pixel) and target weight as :func:`hdm.targets.gaussian_heatmaps`, so
-    the only difference is the centre: the value at the dot pixel is exp(-d^2 / 2σ^2) with d the distance from the
-    joint to its rounded pixel (1 only when the joint sits on a pixel centre).
-
-    Args:
-        joints: (B, K, 2) heatmap px, (x, y). visibility: (B, K). heatmap_size: (H, W). sigma: heatmap px.
-    Returns:
-        heatmaps (B, K, H, W) and target_weight (B, K), in the dtype of ``joints``.
-    """
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive (heatmap px), got {sigma}")
-    weight = target_weight(joints, visibility, heatmap_size)
-    height, width = heatmap_size
-    radius = int(3 * sigma)
-    pix = rounded_pixels(joints).to(joints.dtype)  # (B, K, 2)
-    xs = torch.arange(width, dtype=joints.dtype, device=joints.device).view(1, 1, 1, width)
-    ys = torch.arange(height, dtype=joints.dtype, device=joints.device).view(1, 1, height, 1)
-    window = ((xs - pix[..., 0, None, None]).abs() <= radius) & ((ys - pix[..., 1, None, None]).abs() <= radius)
-    dist2 = (xs - joints[..., 0, None, None]) ** 2 + (ys - joints[..., 1, None, None]) ** 2
-    return torch.exp(-dist2 / (2 * sigma**2)) * window * weight[..., None, None], weight
 
 
 def eq5_violation(
