@@ -73,7 +73,7 @@ from hdm.data import CocoTopDown, MpiiTopDown, coco_paths, mpii_paths
 from hdm.data import synthetic
 from hdm.decode import DECODERS, decode, flip_test_average
 from hdm.geometry import BOX_PADDING, PIXEL_STD, heatmap_to_image
-from hdm.loss import HDMLoss, HeatmapMSELoss
+from hdm.loss import SUPPLIERS, HDMLoss, HeatmapMSELoss
 from hdm.metrics import coco_keypoint_eval, localisation_error, make_coco_results, pck_bbox, pckh
 from hdm.models import MODELS, OUTPUT_STRIDE, get_model
 from hdm.paths import runs_root
@@ -82,6 +82,7 @@ from hdm.targets import dot_heatmaps, gaussian_heatmaps, target_weight
 log = logging.getLogger(__name__)
 
 METHODS = ("gaussian", "dot", "hdm", "hdm_naive", "hdm_sinkhorn")
+MSE_METHODS = ("gaussian", "dot")  # the rest train with HDMLoss
 DEFAULT_DECODER = {"gaussian": "argmax_shift", "dot": "argmax_shift", "hdm": "local_com", "hdm_naive": "local_com",
                    "hdm_sinkhorn": "local_com"}  # fmt: skip
 DATASETS = ("synthetic", "coco", "mpii")
@@ -121,6 +122,7 @@ class Config:
     heatmap_size: tuple[int, int] = (24, 32)  # (w, h) heatmap px = input_size / 4
     sigma: float = 2.0  # Gaussian target std, heatmap px (gaussian training and val_mse)
     sinkhorn_eps: float = 0.05  # entropic regularisation, heatmap px (method hdm_sinkhorn)
+    supplier: str = "relu"  # suppliers' activation (hdm methods): relu (the paper's) | softplus | softmax
     # training augmentation (HRNet's MPII recipe; its COCO recipe is 0.35 / 45 / half body 0.3)
     flip: bool = True  # mirror with probability 0.5
     scale_factor: float = 0.25  # scale *= clip(1 + sf N(0,1), 1 - sf, 1 + sf)
@@ -155,6 +157,7 @@ class Config:
         choice("model", tuple(MODELS))
         choice("decoder", ("auto", *DECODERS))
         choice("val_boxes", VAL_BOXES)
+        choice("supplier", SUPPLIERS)
         if not self.scale or not all(c.isalnum() or c in "_." for c in self.scale):
             raise ValueError(f"scale names the run folder: letters, digits, '_' and '.' only, got {self.scale!r}")
         for name in ("input_size", "heatmap_size"):
@@ -218,7 +221,8 @@ class Config:
     def identity(self) -> dict:
         """The fields that can change this run's results, as json-able values: every field of the resolved
         config but ``NOT_IDENTITY`` (scale, num_workers, device) and the fields this dataset/method never reads
-        (synthetic_preset and data_seed off synthetic, val_boxes off coco, sinkhorn_eps off hdm_sinkhorn);
+        (synthetic_preset and data_seed off synthetic, val_boxes off coco, sinkhorn_eps off hdm_sinkhorn,
+        supplier off the MSE methods);
         plus the synthetic generator's version. Runs on another device or world size share the identity."""
         cfg = self.resolved().to_dict()
         for name in NOT_IDENTITY:
@@ -232,6 +236,8 @@ class Config:
             cfg.pop("val_boxes")
         if self.method != "hdm_sinkhorn":
             cfg.pop("sinkhorn_eps")
+        if self.method in MSE_METHODS:
+            cfg.pop("supplier")
         return cfg
 
     def hash(self) -> str:
@@ -349,6 +355,28 @@ def preset(scale: str, method: str = "hdm", dataset: str | None = None, seed: in
     return Config().replace(scale=scale, method=method, dataset=dataset, seed=seed, **fields).replace(**overrides)
 
 
+def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
+    """A variant spec ``"method"`` or ``"method+key=value+key=value"`` (e.g. ``"hdm+supplier=softplus"``) as
+    ``(method, {key: value})``; values stay strings for ``Config.replace`` to parse. Checks only the syntax."""
+    method, *parts = spec.split("+")
+    if method not in METHODS:
+        raise ValueError(f"variant {spec!r}: unknown method {method!r}; expected one of {METHODS}")
+    overrides = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise ValueError(f"variant {spec!r}: expected 'method+key=value+...', got the part {part!r}")
+        overrides[key] = value
+    return method, overrides
+
+
+def variant_preset(scale: str, spec: str, dataset: str | None = None, seed: int = 0) -> Config:
+    """``preset(scale, method, dataset, seed, **overrides)`` for the variant ``spec`` (see :func:`parse_variant`),
+    e.g. ``variant_preset("default", "hdm+supplier=softplus", seed=0)``."""
+    method, overrides = parse_variant(spec)
+    return preset(scale, method, dataset=dataset, seed=seed, **overrides)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Methods: the target + loss of the training step
 
@@ -358,23 +386,25 @@ class MethodLoss(nn.Module):
 
     Args:
         method: one of METHODS. sigma: Gaussian std, heatmap px (gaussian). sinkhorn_eps: heatmap px (hdm_sinkhorn).
+        supplier: the suppliers' activation of the HDMLoss methods (``hdm.loss.SUPPLIERS``).
     Call with ``heatmaps (B, K, H, W)``, ``joints (B, K, 2)`` heatmap px (x, y), ``visibility (B, K)``;
     returns the scalar loss (mean over images).
     """
 
-    def __init__(self, method: str, sigma: float = 2.0, sinkhorn_eps: float = 0.05):
+    def __init__(self, method: str, sigma: float = 2.0, sinkhorn_eps: float = 0.05, supplier: str = "relu"):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
         self.method = method
         self.sigma = sigma
-        if method in ("gaussian", "dot"):
+        if method in MSE_METHODS:
             self.loss = HeatmapMSELoss(use_target_weight=True)
         else:
             self.loss = HDMLoss(
                 demanders="naive" if method == "hdm_naive" else "subpixel",
                 solver="sinkhorn" if method == "hdm_sinkhorn" else "exact",
                 sinkhorn_eps=sinkhorn_eps,
+                supplier=supplier,
             )
 
     def forward(self, heatmaps: torch.Tensor, joints: torch.Tensor, visibility: torch.Tensor) -> torch.Tensor:
@@ -781,7 +811,7 @@ def _fit(cfg: Config, run: runs.Run, info, device: torch.device, show: bool, on_
     if info.main:
         runs.start_session(run.dir, cfg.seed, device, info.world_size, start + 1)
 
-    loss_fn = MethodLoss(cfg.method, cfg.sigma, cfg.sinkhorn_eps)
+    loss_fn = MethodLoss(cfg.method, cfg.sigma, cfg.sinkhorn_eps, cfg.supplier)
     arrays = results = None
     epochs = tqdm(range(start, cfg.epochs), desc=run.name, unit="epoch", initial=start, total=cfg.epochs,
                   disable=not show)  # fmt: skip

@@ -14,6 +14,7 @@ from hdm.targets import DEMANDER_MODES, demanders
 
 SOLVERS = ("exact", "sinkhorn")
 REDUCTIONS = ("mean", "sum", "none")
+SUPPLIERS = ("relu", "softplus", "softmax")
 
 
 def _check_heatmaps(pred: torch.Tensor, name: str = "pred_heatmaps") -> None:
@@ -37,23 +38,30 @@ def _check_pose_inputs(pred: torch.Tensor, joints: torch.Tensor, target_weight: 
             raise ValueError(f"{name} contains NaN or inf")
 
 
-def suppliers(pred_heatmaps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """The suppliers S^k: relu of the predicted heatmap, normalised to sum 1 per joint (Sec. C).
+def suppliers(pred_heatmaps: torch.Tensor, eps: float = 1e-6, activation: str = "relu") -> torch.Tensor:
+    """The suppliers S^k: an activation of the predicted heatmap, normalised to sum 1 per joint (Sec. C).
 
-    ``S = (relu(h) + eps * softmax(h)) / (sum relu(h) + eps)``: equal to relu(h) / sum relu(h) up to a relative
-    ``eps`` whenever the map has positive mass, and to softmax(h) for an all-zero or all-negative map, so that
-    the loss stays finite and its gradient still moves mass toward the joint (relu alone would give 0/0 and a
-    zero gradient there).
+    ``activation="relu"`` (the paper's): ``S = (relu(h) + eps * softmax(h)) / (sum relu(h) + eps)``, equal to
+    relu(h) / sum relu(h) up to a relative ``eps`` whenever the map has positive mass, and to softmax(h) for an
+    all-zero or all-negative map, so that the loss stays finite and its gradient still moves mass toward the
+    joint (relu alone would give 0/0 and a zero gradient there). ``"softplus"``: the same with softplus(h)
+    (beta 1) in place of relu(h): no pixel is ever without gradient (ablation; see docs/assumptions.md).
+    ``"softmax"``: softmax(h) over the H x W pixels (ablation).
 
     Args:
-        pred_heatmaps: (..., H, W). eps: guard, in heatmap units (summed relu values).
+        pred_heatmaps: (..., H, W). eps: guard, in heatmap units (summed activation values).
+        activation: one of ``SUPPLIERS``.
     Returns:
         (..., H, W) non-negative, summing to 1 over (H, W).
     """
     if eps <= 0:
         raise ValueError(f"eps must be positive, got {eps}")
+    if activation not in SUPPLIERS:
+        raise ValueError(f"activation must be one of {SUPPLIERS}, got {activation!r}")
     flat = pred_heatmaps.flatten(-2)
-    positive = torch.relu(flat)
+    if activation == "softmax":
+        return torch.softmax(flat, dim=-1).view_as(pred_heatmaps)
+    positive = torch.relu(flat) if activation == "relu" else nn.functional.softplus(flat)
     guard = eps * torch.softmax(flat, dim=-1)
     mass = positive.sum(-1, keepdim=True) + eps
     return ((positive + guard) / mass).view_as(pred_heatmaps)
@@ -73,6 +81,7 @@ class HDMLoss(nn.Module):
         cost: "euclidean" (L2 in heatmap px, the paper's) or "sqeuclidean".
         sinkhorn_eps: entropic regularisation in cost units (only for ``solver="sinkhorn"``).
         supply_eps: guard of :func:`suppliers`.
+        supplier: activation of :func:`suppliers`: "relu" (the paper's), "softplus" or "softmax" (ablations).
     """
 
     def __init__(
@@ -83,6 +92,7 @@ class HDMLoss(nn.Module):
         cost: str = "euclidean",
         sinkhorn_eps: float = 0.05,
         supply_eps: float = 1e-6,
+        supplier: str = "relu",
     ):
         super().__init__()
         for name, value, allowed in (
@@ -90,6 +100,7 @@ class HDMLoss(nn.Module):
             ("solver", solver, SOLVERS),
             ("reduction", reduction, REDUCTIONS),
             ("cost", cost, ot.COSTS),
+            ("supplier", supplier, SUPPLIERS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -99,6 +110,7 @@ class HDMLoss(nn.Module):
         self.cost = cost
         self.sinkhorn_eps = sinkhorn_eps
         self.supply_eps = supply_eps
+        self.supplier = supplier
 
     def per_joint(self, pred_heatmaps: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
         """Unweighted EMD per joint, (B, K); 0 (and no gradient) where target_weight is 0."""
@@ -108,7 +120,7 @@ class HDMLoss(nn.Module):
         used = target_weight > 0
         if not used.any():
             return losses + 0.0 * pred_heatmaps.sum((-1, -2))  # keeps the graph connected
-        supply = suppliers(pred_heatmaps[used], self.supply_eps)  # (N, H, W)
+        supply = suppliers(pred_heatmaps[used], self.supply_eps, self.supplier)  # (N, H, W)
         positions, masses = demanders(joints[used].unsqueeze(0), (height, width), self.demanders)
         positions, masses = positions[0], masses[0].to(supply.dtype)
         if self.solver == "exact":

@@ -28,6 +28,16 @@ METHOD_LABELS = {
     "hdm_sinkhorn": "Ours, entropic (Sinkhorn) solver",
 }
 
+
+
+def label(spec: str) -> str:
+    """A readable name for a method or a variant spec (``hdm.experiment.parse_variant``), e.g.
+    ``"hdm+supplier=softplus"`` -> ``"Our method (supplier=softplus)"``."""
+    method, _, rest = spec.partition("+")
+    name = METHOD_LABELS.get(method, method)
+    return f"{name} ({rest.replace('+', ', ')})" if rest else name
+
+
 # Fig. 1 (MPII val, original-image px): joint -> (baseline HRNet-W48, ours, ground truth).
 FIG1_ROWS = {
     "upper neck": ((764.4, 315.3), (755.9, 313.7), (750.5, 297.7)),

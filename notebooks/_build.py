@@ -22,7 +22,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from hdm import analysis, paper, plots
-from hdm.experiment import evaluate, preset, train"""
+from hdm.experiment import evaluate, preset, train, variant_preset"""
 
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {}
 
@@ -38,14 +38,17 @@ the Spearman correlation between loss and accuracy over epochs (−1 = perfect t
 in which the loss fell while the accuracy did not rise, per seed, with mean ± std."""),
     ("params", """\
 scale = "default"      # smoke | default | paper
-seeds = [0, 1]         # 2 seeds keep `make reproduce` near 20 min on 2 CPU cores; use [0, 1, 2] or more
+seeds = [0, 1, 2]
 dataset = None         # None: synthetic (smoke, default) or mpii (paper, as in the supplementary)
-first_epoch = 2        # the supplementary plots epochs 2..15"""),
+first_epoch = 2        # the supplementary plots epochs 2..15
+variants = ["hdm+supplier=softplus"]  # extra models ("method+key=value"), trained with variant_seeds
+variant_seeds = [0]"""),
     ("code", SETUP),
     ("code", """\
 dataset = dataset or ("mpii" if scale == "paper" else "synthetic")
 methods = ["gaussian", "hdm"]
 runs = {(m, s): train(preset(scale, m, dataset=dataset, seed=s)) for m in methods for s in seeds}
+runs.update({(v, s): train(variant_preset(scale, v, dataset=dataset, seed=s)) for v in variants for s in variant_seeds})
 accuracy = next(iter(runs.values())).accuracy_column
 metrics = pd.concat([r.metrics.assign(method=m, seed=s) for (m, s), r in runs.items()], ignore_index=True)
 first = min(first_epoch, int(metrics["epoch"].max()) - 1)  # smoke runs have only 2 epochs
@@ -59,11 +62,12 @@ for ax, (method, (label, column)), tag in zip(axes, zip(methods, losses.items())
 plots.save_figure(fig, f"fig2_{scale}")
 plt.show()"""),
     ("code", """\
-fig, axes = plt.subplots(2, 2, figsize=(9, 6), constrained_layout=True)
-for row, method in zip(axes, methods):
+models = methods + list(variants)
+fig, axes = plt.subplots(len(models), 2, figsize=(9, 3 * len(models)), constrained_layout=True, squeeze=False)
+for row, method in zip(axes, models):
     for ax, (label, column) in zip(row, losses.items()):
         plots.loss_accuracy_panel(ax, metrics[metrics["method"] == method], column, accuracy, f"val {label}",
-                                  accuracy, first_epoch=first, title=f"{paper.METHOD_LABELS[method]}: {label}")
+                                  accuracy, first_epoch=first, title=f"{paper.label(method)}: {label}")
 plots.save_figure(fig, f"fig2_all_losses_{scale}")
 plt.show()"""),
     ("code", """\
@@ -98,18 +102,20 @@ epoch, beside the paper's numbers; then the ablations: naive vs. sub-pixel deman
 and each decoder on each model."""),
     ("params", """\
 scale = "default"      # smoke | default | paper
-seeds = [0, 1]         # 2 seeds keep `make reproduce` near 20 min on 2 CPU cores; use [0, 1, 2] or more
+seeds = [0, 1, 2]
 dataset = None         # None: synthetic (smoke, default) or coco (paper)
 ablation_seeds = [0]   # seeds for the ablation runs
-ablations = ["hdm_naive"]  # add "hdm_sinkhorn" for the entropic solver (slow on CPUs: see the README)"""),
+# methods or variants "method+key=value"; add "hdm_sinkhorn" for the entropic solver (slow on CPUs: see README)
+ablations = ["hdm_naive", "hdm+supplier=softplus"]"""),
     ("code", SETUP),
     ("code", """\
 metric_names = list(paper.TABLE1.columns)
+extra_names = ["PCK", "err_hm"]  # box PCK@0.1 and mean joint error (heatmap px): informative where AP is small
 methods = ["gaussian", "dot", "hdm"]
 runs = {(m, s): train(preset(scale, m, dataset=dataset, seed=s)) for m in methods for s in seeds}
-final = pd.DataFrame([{"method": m, "seed": s, **r.metrics.iloc[-1][metric_names].to_dict()}
+final = pd.DataFrame([{"method": m, "seed": s, **r.metrics.iloc[-1][metric_names + extra_names].to_dict()}
                       for (m, s), r in runs.items()])
-summary = analysis.summarise_over_seeds(final, ["method"], metric_names)
+summary = analysis.summarise_over_seeds(final, ["method"], metric_names + extra_names)
 plots.save_table(final, f"table1_runs_{scale}")"""),
     ("code", """\
 ours = analysis.mean_std_strings(summary, metric_names, scale=100.0)
@@ -124,16 +130,19 @@ plots.save_table(table, f"table1_{scale}")
 plots.save_table(summary, f"table1_summary_{scale}")
 display(table)"""),
     ("code", """\
-ablations = {(m, s): train(preset(scale, m, dataset=dataset, seed=s))
+ablations = {(m, s): train(variant_preset(scale, m, dataset=dataset, seed=s))
              for m in ablations for s in ablation_seeds}
-rows = [{"model": m, "seed": s, "decoder": r.config.decoder, **r.metrics.iloc[-1][metric_names].to_dict()}
+names = metric_names + extra_names
+rows = [{"model": m, "seed": s, "decoder": r.config.decoder, **r.metrics.iloc[-1][names].to_dict()}
         for (m, s), r in {**{k: v for k, v in runs.items() if k[0] == "hdm"}, **ablations}.items()]
 for (m, s), r in runs.items():  # every decoder on every model
     for decoder in ("argmax_shift", "local_com"):
         if decoder != r.config.decoder:
-            rows.append({"model": m, "seed": s, "decoder": decoder, **{k: evaluate(r, decoder=decoder)[k] for k in metric_names}})
-ablation = analysis.summarise_over_seeds(pd.DataFrame(rows), ["model", "decoder"], metric_names)
-ablation_text = pd.concat([ablation[["model", "decoder", "n"]], analysis.mean_std_strings(ablation, metric_names, 100.0)], axis=1)
+            rows.append({"model": m, "seed": s, "decoder": decoder, **{k: evaluate(r, decoder=decoder)[k] for k in names}})
+ablation = analysis.summarise_over_seeds(pd.DataFrame(rows), ["model", "decoder"], names)
+ablation_text = pd.concat([ablation[["model", "decoder", "n"]].assign(model=ablation["model"].map(paper.label)),
+                           analysis.mean_std_strings(ablation, metric_names + ["PCK"], 100.0),
+                           analysis.mean_std_strings(ablation, ["err_hm"], digits=2)], axis=1)
 plots.save_table(ablation_text, f"table1_ablations_{scale}")
 display(ablation_text)"""),
     ("code", """\
@@ -215,12 +224,13 @@ reference). Picks are drawn at random (seeded) among visible joints unless given
     ("params", """\
 scale = "default"   # smoke | default | paper
 seed = 0            # training seed of both models
+ours_model = "hdm"   # a method or a variant, e.g. "hdm+supplier=softplus"
 picks = None        # list of [dataset index, joint index]; None: random visible joints
 n_picks = 4
 pick_seed = 0"""),
     ("code", SETUP + "\nfrom hdm.inference import predict_samples"),
     ("code", """\
-baseline, ours = (train(preset(scale, m, seed=seed)) for m in ("gaussian", "hdm"))
+baseline, ours = (train(variant_preset(scale, m, seed=seed)) for m in ("gaussian", ours_model))
 if picks is None:
     p = ours.predictions()
     candidates = np.argwhere(p["keypoint_flags"] == 2)
@@ -255,11 +265,12 @@ Fig. 1."""),
     ("params", """\
 scale = "default"   # smoke | default | paper
 seed = 0
+ours_model = "hdm"   # a method or a variant, e.g. "hdm+supplier=softplus"
 n_worst = 4
 worst_share = 0.05  # the worst 5 % of joints are compared with the whole population"""),
     ("code", SETUP + "\nfrom hdm.inference import predict_samples"),
     ("code", """\
-baseline, ours = (train(preset(scale, m, seed=seed)) for m in ("gaussian", "hdm"))
+baseline, ours = (train(variant_preset(scale, m, seed=seed)) for m in ("gaussian", ours_model))
 split = []
 for label, run in (("baseline", baseline), ("ours", ours)):
     errors = analysis.joint_errors(run.predictions())

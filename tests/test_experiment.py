@@ -104,17 +104,39 @@ def test_string_overrides_are_parsed_by_field_type():
     assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # json round trip
 
 
+def test_variants_are_presets_with_overrides():
+    from hdm.experiment import parse_variant, variant_preset
+
+    assert parse_variant("hdm_naive") == ("hdm_naive", {})
+    assert parse_variant("hdm+supplier=softplus+lr=3e-4") == ("hdm", {"supplier": "softplus", "lr": "3e-4"})
+    cfg = variant_preset("smoke", "hdm+supplier=softplus+lr=3e-4", seed=2)
+    assert cfg == preset("smoke", "hdm", seed=2, supplier="softplus", lr=3e-4)
+    for bad, match in (("hdmx", "unknown method"), ("hdm+supplier", "key=value"), ("hdm+=1", "key=value")):
+        with pytest.raises(ValueError, match=match):
+            parse_variant(bad)
+    with pytest.raises(ValueError, match="unknown config key"):
+        variant_preset("smoke", "hdm+suppliers=softplus")
+    with pytest.raises(ValueError, match="supplier must be one of"):
+        variant_preset("smoke", "hdm+supplier=sigmoid")
+    from hdm import paper
+
+    assert paper.label("hdm") == paper.METHOD_LABELS["hdm"]
+    assert paper.label("hdm+supplier=softplus+lr=3e-4") == f"{paper.METHOD_LABELS['hdm']} (supplier=softplus, lr=3e-4)"
+
+
 def test_hash_covers_what_changes_results_only():
     base = preset("smoke", "hdm")
     same = [base.replace(num_workers=3), base.replace(device="cpu"), base.replace(decoder="local_com"),
             base.replace(sinkhorn_eps=0.5), base.replace(val_boxes="detections")]  # fmt: skip
     assert all(c.hash() == base.hash() for c in same)
     other = [base.replace(lr=2e-3), base.replace(seed=1), base.replace(method="gaussian"), base.replace(sigma=3.0),
-             base.replace(decoder="argmax_shift"), base.replace(data_seed=1)]  # fmt: skip
+             base.replace(decoder="argmax_shift"), base.replace(data_seed=1), base.replace(supplier="softplus")]  # fmt: skip
     assert len({c.hash() for c in other} | {base.hash()}) == len(other) + 1
     coco = preset("smoke", "hdm", dataset="coco")
     assert coco.replace(data_seed=5).hash() == coco.hash()  # synthetic-only fields do not matter on coco
     assert coco.replace(val_boxes="detections").hash() != coco.hash()
+    gaussian = preset("smoke", "gaussian")
+    assert gaussian.replace(supplier="softmax").hash() == gaussian.hash()  # MSE methods have no suppliers
     assert base.run_dir().name == f"hdm-smoke-{base.hash()}"
 
 
@@ -147,6 +169,8 @@ def test_each_method_is_zero_on_its_own_perfect_target():
     # and each is positive on another method's target
     assert MethodLoss("hdm")(dot, joints, vis) > 0.1 and MethodLoss("hdm_naive")(splat, joints, vis) > 0.1
     assert MethodLoss("gaussian")(dot, joints, vis) > 0 and MethodLoss("dot")(gauss, joints, vis) > 0
+    # softplus keeps mass (log 2 per pixel) on the splat's zeros: no longer a perfect match
+    assert MethodLoss("hdm", supplier="softplus")(splat, joints, vis) > 1.0
     # entropic OT is close to, and above, the exact value on the same maps
     exact = MethodLoss("hdm")(gauss, joints, vis)
     entropic = MethodLoss("hdm_sinkhorn", sinkhorn_eps=0.05)(gauss, joints, vis)

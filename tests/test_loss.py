@@ -99,6 +99,33 @@ def test_suppliers_are_normalised_relu():
     torch.testing.assert_close(s, relu / relu.sum((-1, -2), keepdim=True), atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("activation, expected", [
+    ("softplus", lambda h: torch.nn.functional.softplus(h) / torch.nn.functional.softplus(h).sum((-1, -2), keepdim=True)),
+    ("softmax", lambda h: torch.softmax(h.flatten(-2), -1).view_as(h)),
+])
+def test_supplier_activations_are_normalised(activation, expected):
+    heat = torch.tensor(np.random.default_rng(14).standard_normal((2, 3, 5, 4)))
+    s = suppliers(heat, eps=1e-12, activation=activation)
+    torch.testing.assert_close(s, expected(heat), atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="activation"):
+        suppliers(heat, activation="sigmoid")
+
+
+def test_relu_suppliers_starve_negative_pixels_softplus_does_not():
+    # the joint's pixel is negative while a far pixel holds the mass: relu cannot raise the joint's pixel
+    # (its gradient is only the eps guard's, ~1e-8); softplus pushes it up (negative gradient), as descent should
+    heat = torch.full((1, 1, 9, 9), -1.0, dtype=torch.float64)
+    heat[0, 0, 0, 0] = 2.0
+    joints = torch.tensor([[[6.0, 6.0]]], dtype=torch.float64)
+    grads = {}
+    for activation in ("relu", "softplus"):
+        pred = heat.clone().requires_grad_(True)
+        HDMLoss(supplier=activation)(pred, joints, torch.ones(1, 1, dtype=torch.float64)).backward()
+        grads[activation] = pred.grad[0, 0, 6, 6].item()
+    assert grads["softplus"] < 0.0
+    assert abs(grads["relu"]) < 1e-4 * abs(grads["softplus"])
+
+
 def test_sinkhorn_solver_approaches_exact():
     rng = np.random.default_rng(5)
     pred, joints, weight = _batch(rng)
