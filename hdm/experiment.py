@@ -356,23 +356,24 @@ def preset(scale: str, method: str = "hdm", dataset: str | None = None, seed: in
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
-    """A variant spec ``"method"`` or ``"method+key=value+key=value"`` (e.g. ``"hdm+supplier=softplus"``) as
-    ``(method, {key: value})``; values stay strings for ``Config.replace`` to parse. Checks only the syntax."""
+    """A variant spec ``"method"`` or ``"method+key:value+key:value"`` (e.g. ``"hdm+supplier:softplus"``) as
+    ``(method, {key: value})``; values stay strings for ``Config.replace`` to parse. Checks only the syntax.
+    (``:`` rather than ``=`` so that a spec in a notebook's parameters cell stays readable to papermill.)"""
     method, *parts = spec.split("+")
     if method not in METHODS:
         raise ValueError(f"variant {spec!r}: unknown method {method!r}; expected one of {METHODS}")
     overrides = {}
     for part in parts:
-        key, sep, value = part.partition("=")
+        key, sep, value = part.partition(":")
         if not sep or not key:
-            raise ValueError(f"variant {spec!r}: expected 'method+key=value+...', got the part {part!r}")
+            raise ValueError(f"variant {spec!r}: expected 'method+key:value+...', got the part {part!r}")
         overrides[key] = value
     return method, overrides
 
 
 def variant_preset(scale: str, spec: str, dataset: str | None = None, seed: int = 0) -> Config:
     """``preset(scale, method, dataset, seed, **overrides)`` for the variant ``spec`` (see :func:`parse_variant`),
-    e.g. ``variant_preset("default", "hdm+supplier=softplus", seed=0)``."""
+    e.g. ``variant_preset("default", "hdm+supplier:softplus", seed=0)``."""
     method, overrides = parse_variant(spec)
     return preset(scale, method, dataset=dataset, seed=seed, **overrides)
 

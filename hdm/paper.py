@@ -32,10 +32,10 @@ METHOD_LABELS = {
 
 def label(spec: str) -> str:
     """A readable name for a method or a variant spec (``hdm.experiment.parse_variant``), e.g.
-    ``"hdm+supplier=softplus"`` -> ``"Our method (supplier=softplus)"``."""
+    ``"hdm+supplier:softplus"`` -> ``"Our method (supplier softplus)"``."""
     method, _, rest = spec.partition("+")
     name = METHOD_LABELS.get(method, method)
-    return f"{name} ({rest.replace('+', ', ')})" if rest else name
+    return f"{name} ({rest.replace('+', ', ').replace(':', ' ')})" if rest else name
 
 
 # Fig. 1 (MPII val, original-image px): joint -> (baseline HRNet-W48, ours, ground truth).

@@ -41,7 +41,8 @@ scale = "default"      # smoke | default | paper
 seeds = [0, 1, 2]
 dataset = None         # None: synthetic (smoke, default) or mpii (paper, as in the supplementary)
 first_epoch = 2        # the supplementary plots epochs 2..15
-variants = ["hdm+supplier=softplus"]  # extra models ("method+key=value"), trained with variant_seeds
+accuracy = None        # a metrics.csv column; None: PCKh on MPII (as the paper), else box PCK (AP stays ~0 in short runs)
+variants = ["hdm+supplier:softplus"]  # extra models, method+key:value, trained with variant_seeds
 variant_seeds = [0]"""),
     ("code", SETUP),
     ("code", """\
@@ -49,7 +50,7 @@ dataset = dataset or ("mpii" if scale == "paper" else "synthetic")
 methods = ["gaussian", "hdm"]
 runs = {(m, s): train(preset(scale, m, dataset=dataset, seed=s)) for m in methods for s in seeds}
 runs.update({(v, s): train(variant_preset(scale, v, dataset=dataset, seed=s)) for v in variants for s in variant_seeds})
-accuracy = next(iter(runs.values())).accuracy_column
+accuracy = accuracy or ("PCKh" if next(iter(runs.values())).accuracy_column == "PCKh" else "PCK")
 metrics = pd.concat([r.metrics.assign(method=m, seed=s) for (m, s), r in runs.items()], ignore_index=True)
 first = min(first_epoch, int(metrics["epoch"].max()) - 1)  # smoke runs have only 2 epochs
 losses = {"pixel-wise MSE": "val_mse", "ours (EMD)": "val_hdm"}
@@ -105,8 +106,8 @@ scale = "default"      # smoke | default | paper
 seeds = [0, 1, 2]
 dataset = None         # None: synthetic (smoke, default) or coco (paper)
 ablation_seeds = [0]   # seeds for the ablation runs
-# methods or variants "method+key=value"; add "hdm_sinkhorn" for the entropic solver (slow on CPUs: see README)
-ablations = ["hdm_naive", "hdm+supplier=softplus"]"""),
+# methods or variants method+key:value; add "hdm_sinkhorn" for the entropic solver (slow on CPUs: see README)
+ablations = ["hdm_naive", "hdm+supplier:softplus"]"""),
     ("code", SETUP),
     ("code", """\
 metric_names = list(paper.TABLE1.columns)
@@ -224,7 +225,7 @@ reference). Picks are drawn at random (seeded) among visible joints unless given
     ("params", """\
 scale = "default"   # smoke | default | paper
 seed = 0            # training seed of both models
-ours_model = "hdm"   # a method or a variant, e.g. "hdm+supplier=softplus"
+ours_model = "hdm"   # a method or a variant, e.g. "hdm+supplier:softplus"
 picks = None        # list of [dataset index, joint index]; None: random visible joints
 n_picks = 4
 pick_seed = 0"""),
@@ -265,7 +266,7 @@ Fig. 1."""),
     ("params", """\
 scale = "default"   # smoke | default | paper
 seed = 0
-ours_model = "hdm"   # a method or a variant, e.g. "hdm+supplier=softplus"
+ours_model = "hdm"   # a method or a variant, e.g. "hdm+supplier:softplus"
 n_worst = 4
 worst_share = 0.05  # the worst 5 % of joints are compared with the whole population"""),
     ("code", SETUP + "\nfrom hdm.inference import predict_samples"),

@@ -108,20 +108,21 @@ def test_variants_are_presets_with_overrides():
     from hdm.experiment import parse_variant, variant_preset
 
     assert parse_variant("hdm_naive") == ("hdm_naive", {})
-    assert parse_variant("hdm+supplier=softplus+lr=3e-4") == ("hdm", {"supplier": "softplus", "lr": "3e-4"})
-    cfg = variant_preset("smoke", "hdm+supplier=softplus+lr=3e-4", seed=2)
+    assert parse_variant("hdm+supplier:softplus+lr:3e-4") == ("hdm", {"supplier": "softplus", "lr": "3e-4"})
+    cfg = variant_preset("smoke", "hdm+supplier:softplus+lr:3e-4", seed=2)
     assert cfg == preset("smoke", "hdm", seed=2, supplier="softplus", lr=3e-4)
-    for bad, match in (("hdmx", "unknown method"), ("hdm+supplier", "key=value"), ("hdm+=1", "key=value")):
+    for bad, match in (("hdmx", "unknown method"), ("hdm+supplier", "key:value"), ("hdm+:1", "key:value"),
+                       ("hdm+supplier=softplus", "key:value")):
         with pytest.raises(ValueError, match=match):
             parse_variant(bad)
     with pytest.raises(ValueError, match="unknown config key"):
-        variant_preset("smoke", "hdm+suppliers=softplus")
+        variant_preset("smoke", "hdm+suppliers:softplus")
     with pytest.raises(ValueError, match="supplier must be one of"):
-        variant_preset("smoke", "hdm+supplier=sigmoid")
+        variant_preset("smoke", "hdm+supplier:sigmoid")
     from hdm import paper
 
     assert paper.label("hdm") == paper.METHOD_LABELS["hdm"]
-    assert paper.label("hdm+supplier=softplus+lr=3e-4") == f"{paper.METHOD_LABELS['hdm']} (supplier=softplus, lr=3e-4)"
+    assert paper.label("hdm+supplier:softplus+lr:3e-4") == f"{paper.METHOD_LABELS['hdm']} (supplier softplus, lr 3e-4)"
 
 
 def test_hash_covers_what_changes_results_only():
