@@ -135,6 +135,7 @@ class Config:
     lr_steps: tuple[int, ...] = (12, 14)  # epochs after which lr *= lr_factor
     lr_factor: float = 0.1
     epochs: int = 15
+    init_from: str | None = None  # None: HRNet's random init; else a variant whose scale-preset run gives the weights
     batch_size: int = 16  # global batch (split over the ranks of a distributed run)
     # evaluation
     decoder: str = "auto"  # a hdm.decode.DECODERS key; "auto": argmax_shift for gaussian/dot, local_com for hdm*
@@ -185,6 +186,10 @@ class Config:
             raise ValueError(f"lr_steps must be strictly increasing epochs >= 1, got {self.lr_steps}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.init_from is not None:
+            _, overrides = parse_variant(self.init_from)
+            if "init_from" in overrides:
+                raise ValueError(f"init_from {self.init_from!r} may not itself set init_from")
         if self.device not in ("auto", "cpu", "cuda") and not (
             self.device.startswith("cuda:") and self.device[5:].isdigit()
         ):
@@ -238,7 +243,27 @@ class Config:
             cfg.pop("sinkhorn_eps")
         if self.method in MSE_METHODS:
             cfg.pop("supplier")
+        if self.init_from is None:
+            cfg.pop("init_from")
+        else:  # the starting weights are those of another run: its identity is part of ours
+            cfg["init_from"] = {"variant": self.init_from, "hash": self.init_config().hash()}
         return cfg
+
+    def init_config(self) -> "Config":
+        """The config of the run whose final weights initialise this one (``init_from``): the ``scale`` preset
+        of that variant on this dataset and seed, so ``"hdm+init_from:gaussian+epochs:5"`` fine-tunes the
+        standard Gaussian run for 5 epochs. Raises ValueError if its network or sizes differ from ours."""
+        if self.init_from is None:
+            raise ValueError("init_from is None: this run starts from HRNet's random initialisation")
+        method, overrides = parse_variant(self.init_from)
+        if self.scale not in SCALES:
+            raise ValueError(f"init_from needs a preset scale ({SCALES}) to name its source run, got {self.scale!r}")
+        source = preset(self.scale, method, dataset=self.dataset, seed=self.seed, **overrides)
+        for name in ("model", "input_size", "heatmap_size"):
+            if getattr(source, name) != getattr(self, name):
+                raise ValueError(f"init_from {self.init_from!r}: its {name} {getattr(source, name)} differs from "
+                                 f"ours {getattr(self, name)}; set the same {name} in the variant")
+        return source
 
     def hash(self) -> str:
         """12 hex digits identifying the run (``hdm.runs.config_hash`` of ``identity()``)."""
@@ -719,6 +744,8 @@ def _train(cfg: Config, info, device: torch.device, progress, on_epoch_end) -> r
     if distributed.broadcast_object(run.done if info.main else None):
         log.info("%s: finished run found in the cache", run.dir)
         return run
+    if cfg.init_from is not None:  # the run whose weights we start from (cached when already trained)
+        _train(cfg.init_config().resolved(), info, device, progress, None)
     lock = runs.RunLock(run.dir) if info.main else None
     error = None
     if lock is not None:
@@ -797,6 +824,10 @@ def _fit(cfg: Config, run: runs.Run, info, device: torch.device, show: bool, on_
         if state.get("hash") != cfg.hash():
             raise RuntimeError(f"{last} belongs to another config (hash {state.get('hash')} != {cfg.hash()}); delete it")
         model.load_state_dict(state["model"])
+    elif cfg.init_from is not None:
+        source = cfg.init_config().resolved().run_dir() / runs.FINAL
+        model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True)["model"])
+        log.info("%s: initialised from %s", run.dir, source)
     net = distributed.wrap_model(model, info, device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.lr_steps), cfg.lr_factor)

@@ -258,6 +258,29 @@ def test_a_finished_run_comes_from_the_cache(gaussian_run):
     assert again.dir == gaussian_run.dir and (gaussian_run.dir / runs.FINAL).stat().st_mtime_ns == stamp
 
 
+def test_init_from_starts_from_another_runs_final_weights(gaussian_run):
+    # fine-tune the standard smoke Gaussian run with a learning rate so small (Adam moves ~lr per step) that the
+    # final convolutions must still be the source's
+    tiny_steps = preset("smoke", "hdm", seed=0, init_from="gaussian", lr=1e-12)
+    assert tiny_steps.init_config() == preset("smoke", "gaussian", seed=0)
+    tuned = train(tiny_steps, **SMOKE)
+    assert tuned.dir != gaussian_run.dir and tuned.done
+    source = torch.load(gaussian_run.dir / runs.FINAL, weights_only=True)["model"]
+    final = torch.load(tuned.dir / runs.FINAL, weights_only=True)["model"]
+    scratch = torch.load(train(preset("smoke", "hdm", seed=0, lr=1e-12), **SMOKE).dir / runs.FINAL, weights_only=True)["model"]
+    convs = [k for k, v in source.items() if k.endswith("weight") and v.ndim == 4]
+    assert convs and all(torch.allclose(final[k], source[k], atol=1e-9, rtol=0) for k in convs)
+    assert not torch.allclose(scratch["final_layer.weight"], source["final_layer.weight"])
+    # the source's identity is part of ours; without init_from the hash is the from-scratch one
+    assert tiny_steps.hash() != tiny_steps.replace(init_from="gaussian+sigma:3").hash()
+    assert tiny_steps.replace(init_from=None).hash() == preset("smoke", "hdm", seed=0, lr=1e-12).hash()
+    for bad, match in (("gausian", "unknown method"), ("gaussian+init_from:dot", "may not itself")):
+        with pytest.raises(ValueError, match=match):
+            preset("smoke", "hdm", init_from=bad)
+    with pytest.raises(ValueError, match="model"):
+        preset("smoke", "hdm", init_from="gaussian", model="hrnet_w32").hash()
+
+
 class Interrupt(Exception):
     pass
 
