@@ -22,6 +22,11 @@ hdm_naive       ``HDMLoss`` with one demander at the rounded pixel (ablation)   
 hdm_sinkhorn    ``HDMLoss`` with entropic OT (``sinkhorn_eps``) instead of exact        local_com
 ==============  =====================================================================  ===============
 
+Finer choices are config keys: ``supplier`` (relu, the paper's; softplus; softmax) for the HDMLoss methods, and
+``init_from`` to start from another run's final weights instead of HRNet's random init (fine-tuning). A *variant*
+``"method+key:value+..."`` names a method with such overrides (``variant_preset``), e.g. ``"hdm+supplier:softplus"``
+or ``"hdm+init_from:gaussian+epochs:5+lr:1e-4"``.
+
 After every epoch the engine evaluates on the validation set and appends one row to metrics.csv:
 
 - ``epoch`` (1-based, epochs finished), ``lr`` (used during the epoch), ``train_loss`` (the method's loss, mean
