@@ -1,12 +1,15 @@
-"""Fig. 2 consistency numbers and seed summaries on hand-made metric tables."""
+"""Fig. 2 consistency numbers and seed summaries on hand-made metric tables; exact vs. entropic loss agreement."""
 
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from hdm.analysis import consistency_table, loss_accuracy_consistency, mean_std_strings, summarise_over_seeds
+from hdm.analysis import (consistency_table, loss_accuracy_consistency, mean_std_strings, solver_agreement,
+                          summarise_over_seeds)
+from hdm.targets import gaussian_heatmaps
 
 
 def _metrics(loss, acc):
@@ -72,3 +75,20 @@ def test_joint_errors_and_visibility_split_on_a_hand_made_case():
     # the worst 40 % (2 joints: errors 40 and 100) are both occluded
     assert table.loc["occluded", "share_of_worst"] == 1.0
     assert table.loc["occluded", "over_representation"] == pytest.approx(1 / 0.4)
+
+
+def test_entropic_loss_approaches_the_exact_one_as_eps_shrinks():
+    g = torch.Generator().manual_seed(0)
+    joints = torch.rand(2, 3, 2, generator=g, dtype=torch.float64) * torch.tensor([9.0, 11.0])
+    vis = torch.ones(2, 3, dtype=torch.float64)
+    vis[1, 2] = 0  # an invisible joint is left out
+    maps, _ = gaussian_heatmaps(joints + torch.randn(2, 3, 2, generator=g, dtype=torch.float64), vis, (12, 10), 1.5)
+    maps = maps + 0.05 * torch.randn(maps.shape, generator=g, dtype=torch.float64)
+    table = solver_agreement(maps, joints, vis, (1.0, 0.3, 0.1, 0.03))
+    assert (table["joints"] == 5).all() and table["exact_loss"].nunique() == 1
+    # Sinkhorn's plan is feasible, so its transport cost is above the exact minimum, and closes in on it
+    assert (table["relative_excess"] > -1e-3).all() and table["relative_excess"].is_monotonic_decreasing
+    assert table["relative_excess"].iloc[-1] < 0.01 and table["gradient_cosine"].is_monotonic_increasing
+    assert table["gradient_cosine_min"].iloc[-1] > 0.99
+    with pytest.raises(ValueError, match="no joint counts"):
+        solver_agreement(maps, joints, torch.zeros_like(vis))
