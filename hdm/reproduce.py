@@ -3,9 +3,11 @@
     python -m hdm reproduce                 # default scale, every notebook, into results/
     python -m hdm reproduce --scale smoke   # what CI runs
     python -m hdm reproduce --only fig2 table1
+    python -m hdm reproduce --scale paper --param "seeds=[0]" --param "ablations=[]"
 
 Executed notebooks go to ``results/notebooks/<scale>/``; each notebook writes its own figures and tables under
 ``results/`` (paths from :mod:`hdm.paths`). Training runs are cached, so a second call only re-plots.
+``--param KEY=VALUE`` (VALUE in YAML) sets a parameter in every notebook that declares it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+
+import yaml
 
 from hdm.paths import REPO_ROOT, RESULTS
 
@@ -30,18 +34,21 @@ def notebook_path(name: str) -> Path:
 
 
 def run_notebook(name: str, scale: str = "default", parameters: dict | None = None, output_dir: Path | None = None) -> Path:
-    """Execute ``notebooks/<name>.ipynb`` with papermill; returns the executed copy's path."""
+    """Execute ``notebooks/<name>.ipynb`` with papermill; returns the executed copy's path. ``parameters`` the
+    notebook does not declare in its parameters cell are left out."""
     import papermill
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    declared = papermill.inspect_notebook(str(notebook_path(name)))
+    parameters = {k: v for k, v in (parameters or {}).items() if k in declared}
     output_dir = Path(output_dir or RESULTS / "notebooks" / scale)
     output_dir.mkdir(parents=True, exist_ok=True)
     output = output_dir / f"{name}.ipynb"
     papermill.execute_notebook(
         str(notebook_path(name)),
         str(output),
-        parameters={"scale": scale, **(parameters or {})},
+        parameters={"scale": scale, **parameters},
         cwd=str(REPO_ROOT),
         kernel_name="python3",
         progress_bar=False,
@@ -49,17 +56,36 @@ def run_notebook(name: str, scale: str = "default", parameters: dict | None = No
     return output
 
 
+def parse_params(pairs: list[str]) -> dict:
+    """``["seeds=[0, 1]", "ablations=[]"]`` -> ``{"seeds": [0, 1], "ablations": []}`` (values parsed as YAML)."""
+    parameters = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise SystemExit(f"--param expects KEY=VALUE with a Python name as KEY, got {pair!r}")
+        if key.strip() == "scale":
+            raise SystemExit("set the scale with --scale, not --param")
+        try:
+            parameters[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise SystemExit(f"--param {key}: VALUE must be YAML ({error})") from None
+    return parameters
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hdm reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="default", choices=SCALES)
     parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="notebook parameter, VALUE in YAML (e.g. 'seeds=[0, 1]'); repeatable")
     args = parser.parse_args(argv)
+    parameters = parse_params(args.param)
     names = args.only or [n for n in NOTEBOOKS if (NOTEBOOKS_DIR / f"{n}.ipynb").exists()]
     total = time.perf_counter()
     for name in names:
         start = time.perf_counter()
-        output = run_notebook(name, args.scale)
+        output = run_notebook(name, args.scale, parameters)
         print(f"{name:10s} {time.perf_counter() - start:7.1f} s  -> {output}", flush=True)
     print(f"reproduce ({args.scale}): {len(names)} notebooks in {time.perf_counter() - total:.1f} s")
 

@@ -23,7 +23,8 @@ EXPECTED = {
                  "tables": ["theorem1_eq6_steps", "theorem1_numeric_smoke", "theorem1_eq5_violation"]},
     "fig2": {"figures": ["fig2_smoke", "fig2_all_losses_smoke"],
              "tables": ["fig2_consistency_smoke", "fig2_consistency_runs_smoke"]},
-    "table1": {"figures": [], "tables": ["table1_smoke", "table1_ablations_smoke", "table1_runs_smoke"]},
+    "table1": {"figures": [], "tables": ["table1_smoke", "table1_ablations_smoke", "table1_runs_smoke",
+                                         "table1_solver_agreement_smoke"]},
     "fig1": {"figures": ["fig1_smoke"], "tables": ["fig1_coordinates_smoke"]},
     "fig3": {"figures": ["fig3_smoke"], "tables": ["fig3_error_by_visibility_smoke", "fig3_coordinates_smoke"]},
 }
@@ -44,8 +45,8 @@ def smoke_results(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     env = {**os.environ, "HDM_RESULTS": str(results), "HDM_RUNS": str(tmp_path_factory.mktemp("runs"))}
     elsewhere = tmp_path_factory.mktemp("cwd")
-    completed = subprocess.run([sys.executable, "-m", "hdm.reproduce", "--scale", "smoke"], cwd=elsewhere, env=env,
-                               capture_output=True, text=True, timeout=1500)
+    command = [sys.executable, "-m", "hdm.reproduce", "--scale", "smoke", "--param", "seeds=[0, 1]"]
+    completed = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=1500)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return results
 
@@ -65,6 +66,28 @@ def test_notebook_outputs_exist_and_are_well_formed(smoke_results, name):
         markdown = (smoke_results / "tables" / f"{table}.md").read_text().splitlines()
         assert markdown[0].startswith("|") and set(markdown[1]) <= set("|:- ")
         assert len(markdown) == len(frame) + 2
+
+
+@pytest.mark.slow
+def test_params_reach_the_notebooks_that_declare_them(smoke_results):
+    def injected(name):
+        cells = nbformat.read(smoke_results / "notebooks" / "smoke" / f"{name}.ipynb", as_version=4).cells
+        return next(c.source for c in cells if "injected-parameters" in c.metadata.get("tags", []))
+
+    assert "seeds = [0, 1]" in injected("fig2") and "seeds = [0, 1]" in injected("table1")
+    assert "seeds" not in injected("theorem1")  # declares only `seed`
+    runs = pd.read_csv(smoke_results / "tables" / "table1_runs_smoke.csv")
+    assert sorted(runs["seed"].unique()) == [0, 1]
+
+
+def test_bad_params_are_clear_errors():
+    from hdm.reproduce import parse_params
+
+    assert parse_params(["seeds=[0, 1]", 'ablations=["hdm+supplier:softplus"]', "n_samples=4"]) == {
+        "seeds": [0, 1], "ablations": ["hdm+supplier:softplus"], "n_samples": 4}
+    for bad in (["seeds"], ["1x=2"], ["scale=paper"], ["seeds=[0, 1"]):
+        with pytest.raises(SystemExit):
+            parse_params(bad)
 
 
 @pytest.mark.slow
