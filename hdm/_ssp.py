@@ -105,25 +105,28 @@ def _cell_masses(mass, owner, n, out):
 
 # ---------------------------------------------------------------------------------------------- heaps
 @njit(cache=True, error_model="numpy")
+def _sift_down(heap_key, heap_idx, arc, pos, size, key, item):
+    """Place (key, item) at ``pos`` of row ``arc``'s heap of ``size`` entries and sift it down to its place."""
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        if child + 1 < size and heap_key[arc, child + 1] < heap_key[arc, child]:
+            child += 1
+        if heap_key[arc, child] >= key:
+            break
+        heap_key[arc, pos] = heap_key[arc, child]
+        heap_idx[arc, pos] = heap_idx[arc, child]
+        pos = child
+    heap_key[arc, pos] = key
+    heap_idx[arc, pos] = item
+
+
+@njit(cache=True, error_model="numpy")
 def _heapify(heap_key, heap_idx, arc, size):
     """Min-heap order on row ``arc`` (keys heap_key, items heap_idx) of its first ``size`` entries."""
     for start in range(size // 2 - 1, -1, -1):
-        pos = start
-        key = heap_key[arc, pos]
-        item = heap_idx[arc, pos]
-        while True:
-            child = 2 * pos + 1
-            if child >= size:
-                break
-            if child + 1 < size and heap_key[arc, child + 1] < heap_key[arc, child]:
-                child += 1
-            if heap_key[arc, child] >= key:
-                break
-            heap_key[arc, pos] = heap_key[arc, child]
-            heap_idx[arc, pos] = heap_idx[arc, child]
-            pos = child
-        heap_key[arc, pos] = key
-        heap_idx[arc, pos] = item
+        _sift_down(heap_key, heap_idx, arc, start, size, heap_key[arc, start], heap_idx[arc, start])
 
 
 @njit(cache=True, error_model="numpy")
@@ -315,23 +318,8 @@ def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
                         o = owner[k]
                         if o == u or (o == SPLIT and part[k, u] > 0.0):
                             break
-                        size -= 1
-                        key = heap_key[arc, size]
-                        item = heap_idx[arc, size]
-                        pos = 0
-                        while True:  # sift down
-                            child = 2 * pos + 1
-                            if child >= size:
-                                break
-                            if child + 1 < size and heap_key[arc, child + 1] < heap_key[arc, child]:
-                                child += 1
-                            if heap_key[arc, child] >= key:
-                                break
-                            heap_key[arc, pos] = heap_key[arc, child]
-                            heap_idx[arc, pos] = heap_idx[arc, child]
-                            pos = child
-                        heap_key[arc, pos] = key
-                        heap_idx[arc, pos] = item
+                        size -= 1  # pop: the last entry moves to the root and sifts down
+                        _sift_down(heap_key, heap_idx, arc, 0, size, heap_key[arc, size], heap_idx[arc, size])
                     heap_size[arc] = size
                     if size > 0:
                         key = heap_key[arc, 0]
