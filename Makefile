@@ -24,8 +24,9 @@ reproduce: venv
 bench: venv
 	$(PY) benchmarks/loss_speed.py
 
+# Notebooks are jupytext pairs (notebooks/<name>.py + .ipynb): jupytext's contents manager writes both on save.
 lab: venv
-	$(PY) -m jupyter lab notebooks/
+	$(PY) -m jupyter lab --ServerApp.contents_manager_class=jupytext.AsyncTextFileContentsManager notebooks/
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,6 +1,6 @@
 """Speed of one training step of each method at the default scale, side by side in one run.
 
-A step is what ``hdm.experiment.training_step`` does: forward, the method's target + loss, backward, Adam step.
+A step is what ``hdm.engine.training.training_step`` does: forward, the method's target + loss, backward, Adam step.
 Every method starts from the same initial weights and sees the same batches (taken from the default-scale
 training loader of epoch 0 and held in memory, so data loading is not timed). Methods take turns batch by
 batch, so that a change in the machine's load hits them alike; each time is the median over the timed steps.
@@ -27,7 +27,10 @@ import time
 import torch
 
 from hdm.distributed import DistInfo
-from hdm.experiment import METHODS, MethodLoss, build_data, preset, train_loader
+from hdm.config import preset
+from hdm.engine import build_data
+from hdm.engine.training import train_loader
+from hdm.methods import METHODS, method_loss
 from hdm.models import get_model
 
 
@@ -93,7 +96,7 @@ def main() -> None:
         model = get_model(cfg.model, data.num_joints)
         model.load_state_dict(initial)
         model.to(device).train()
-        setups[method] = (model, MethodLoss(method, cfg.sigma, cfg.sinkhorn_eps), torch.optim.Adam(model.parameters(), cfg.lr))
+        setups[method] = (model, method_loss(method, cfg), torch.optim.Adam(model.parameters(), cfg.lr))
     times: dict[str, list[dict]] = {m: [] for m in methods}
     for i, batch in enumerate(batches):
         for method in methods:  # take turns, batch by batch
@@ -102,7 +105,7 @@ def main() -> None:
                 times[method].append(t)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"default scale: {cfg.model}, input {cfg.input_size[1]}x{cfg.input_size[0]} (h x w), batch {cfg.batch_size}, "
+    print(f"default scale: {cfg.model}, input {cfg.input_hw[0]}x{cfg.input_hw[1]} (h x w), batch {cfg.batch_size}, "
           f"{args.steps} timed steps per method after {args.warmup} warm-up; device {device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
           f"1-min load average {load:.1f}")  # fmt: skip

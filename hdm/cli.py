@@ -4,10 +4,12 @@
     torchrun --standalone --nproc_per_node 4 -m hdm train --scale paper --method hdm     # data parallel
     python -m hdm evaluate --run DIR [--decoder local_com|argmax_shift] [--flip-test | --no-flip-test]
     python -m hdm config --scale default --method hdm [--set ...]     # print the resolved config and run folder
-    python -m hdm runs                                                  # list the run folders
+    python -m hdm runs                                                  # list the run folders and their state
+    python -m hdm reproduce [--scale S] [--only NOTEBOOK ...] [--param KEY=YAML ...]   # = python -m hdm.reproduce
 
-Every config key (``hdm.experiment.Config``) can be set with ``--set key=value`` (repeatable); lists are
-comma-separated (``--set lr_steps=170,200``), ``none`` clears an optional value.
+Every config key (``hdm.config.Config``) can be set with ``--set key=value`` (repeatable); lists are
+comma-separated (``--set lr_steps=170,200``), ``none`` clears an optional value. A user error (bad key or
+value, missing dataset, damaged run, locked run, unwritable folder) prints one line and exits with status 2.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ import json
 import logging
 import sys
 
-from hdm import experiment, runs
+from hdm import runs
+from hdm.config import DATASETS, SCALES, preset
+from hdm.methods import METHODS
+
+#: Errors that are the user's to fix: printed as one line, exit status 2.
+USER_ERRORS = (ValueError, OSError, runs.RunLockedError, runs.DamagedRunError)
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -30,15 +37,25 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _config(args) -> experiment.Config:
-    return experiment.preset(args.scale, args.method, args.dataset, args.seed, **_parse_sets(args.set))
+def _config(args):
+    sets = _parse_sets(args.set)
+    named = {"method": args.method, "dataset": args.dataset, "seed": args.seed}
+    for key in named:  # --set method=... is the same as --method ...
+        if key in sets:
+            named[key] = sets.pop(key)
+    seed = named["seed"]
+    if isinstance(seed, str):
+        if not seed.strip().isdigit():
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = int(seed)
+    return preset(args.scale, named["method"], named["dataset"] or None, seed, **sets)
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", choices=experiment.SCALES, default="default", help="preset (default: default)")
-    parser.add_argument("--method", choices=experiment.METHODS, required=True)
+    parser.add_argument("--scale", choices=SCALES, default="default", help="preset (default: default)")
+    parser.add_argument("--method", choices=tuple(METHODS), required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dataset", choices=experiment.DATASETS, default=None,
+    parser.add_argument("--dataset", choices=DATASETS, default=None,
                         help="default: synthetic (coco at the paper scale)")  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
@@ -64,34 +81,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the resolved config, its hash and run folder")
     _add_config_args(p)
 
-    sub.add_parser("runs", help="list the run folders under the runs root")
+    sub.add_parser("runs", help="list the run folders: done, open (unfinished), damaged, or other-code")
+    sub.add_parser("reproduce", help="run the notebooks with papermill (python -m hdm.reproduce --help)",
+                   add_help=False)  # fmt: skip
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns 0 on success (``sys.exit`` code). Bad input exits with status 2 and one message."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["reproduce"]:
+        from hdm import reproduce
+
+        return reproduce.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "train":
-            run = experiment.train(_config(args), progress=args.progress)
+            from hdm.engine import train
+
+            run = train(_config(args), progress=args.progress)
             if run.metrics.size:
                 print(run.metrics.tail(1).to_string(index=False))
             print(run.dir)
         elif args.command == "evaluate":
-            metrics = experiment.evaluate(
+            from hdm.engine import evaluate
+
+            metrics = evaluate(
                 args.run, args.decoder, args.flip_test, device=args.device, progress=args.progress, refresh=args.refresh
             )
             print(json.dumps(metrics, indent=2))
         elif args.command == "config":
             cfg = _config(args).resolved()
-            print(json.dumps({**cfg.to_dict(), "hash": cfg.hash(), "run_dir": str(cfg.run_dir())}, indent=2))
+            print(json.dumps({**cfg.to_dict(), "hash": runs.run_hash(cfg), "run_dir": str(runs.run_dir(cfg))}, indent=2))
         elif args.command == "runs":
             for run in runs.list_runs():
-                print(f"{'done' if run.done else 'open'}  {run.dir}")
-    except (ValueError, FileNotFoundError, runs.RunLockedError) as exc:
-        parser.exit(2, f"hdm {args.command}: error: {exc}\n")
+                print(f"{runs.status(run):10s} {run.dir}")
+    except USER_ERRORS as exc:
+        parser.exit(2, f"hdm {args.command}: error: {' '.join(str(exc).split())}\n")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Data-parallel training helpers: one engine for one process, one GPU, many GPUs and many nodes.
 
-The engine (``hdm.experiment.train``) switches to DistributedDataParallel when it finds the variables that
+The engine (``hdm.engine.train``) switches to DistributedDataParallel when it finds the variables that
 ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``)::
 
     python -m hdm train --scale paper --method hdm                                   # one process

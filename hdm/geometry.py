@@ -2,7 +2,7 @@
 exact inverse.
 
 Legend: N persons, K joints. ``center: (N, 2)`` image px, ``scale: (N, 2)`` box width and height in units
-of ``PIXEL_STD`` = 200 px (HRNet's convention), ``rotation: (N,)`` degrees, ``output_size = (w, h)`` px.
+of ``PIXEL_STD`` = 200 px (HRNet's convention), ``rotation: (N,)`` degrees, ``output_hw = (H, W)`` px (torch's order).
 
 Pixel convention (all three frames)
 -----------------------------------
@@ -10,7 +10,7 @@ Image, input-crop and heatmap coordinates are (x, y) with pixel centres on integ
 ``[i - 0.5, i + 0.5] x [j - 0.5, j + 0.5]``. This is the convention of ``cv2.warpAffine``, so an image feature
 at point ``p`` appears in the warped crop at ``A @ p`` exactly (up to interpolation), for any affine ``A``.
 
-* image -> crop of size ``(w, h)``: ``q = D R(-r) (p - center) + (w/2, h/2)`` with
+* image -> crop of ``output_hw = (h, w)``: ``q = D R(-r) (p - center) + (w/2, h/2)`` with
   ``D = diag(w / (200 scale_x), h / (200 scale_y))`` and ``R(a) = [[cos a, -sin a], [sin a, cos a]]``.
   The box centre lands on ``(w/2, h/2)`` and the content turns ``r`` degrees counter-clockwise on screen,
   as in HRNet (``get_affine_transform``) and ``cv2.getRotationMatrix2D``. HRNet scales both axes by
@@ -18,7 +18,7 @@ at point ``p`` appears in the warped crop at ``A @ p`` exactly (up to interpolat
   made here has (``box_to_center_scale``, the datasets).
 * input crop -> heatmap: ``x_heatmap = x_input / stride`` (stride = input w / heatmap w = 4), HRNet's
   convention (its Gaussian target is centred at ``int(x_input / 4 + 0.5)``). Hence image -> heatmap is the
-  same crop map with ``output_size = heatmap_size``, and ``heatmap_to_image`` is its exact inverse.
+  same crop map with ``output_hw = heatmap_hw``, and ``heatmap_to_image`` is its exact inverse.
 * Consequence for flipping a crop: mirroring the input (``x -> w_in - 1 - x``) maps heatmap ``x`` to
   ``(w_in - 1) / stride - x = w_hm - 1/stride - x``, not ``w_hm - 1 - x`` (see ``heatmap_hflip``); HRNet's
   flip test approximates the 0.75 px difference with a 1 px shift.
@@ -59,18 +59,18 @@ def box_to_center_scale(
     return center, scale
 
 
-def crop_matrix(center, scale, rotation: float, output_size, inverse: bool = False, pixel_std: float = PIXEL_STD):
+def crop_matrix(center, scale, rotation: float, output_hw, inverse: bool = False, pixel_std: float = PIXEL_STD):
     """The affine map image -> crop (or, with ``inverse``, crop -> image) as a homogeneous (3, 3) matrix.
 
     Args:
-        center: (2,) image px. scale: (2,) units of ``pixel_std``. rotation: degrees. output_size: (w, h) px.
+        center: (2,) image px. scale: (2,) units of ``pixel_std``. rotation: degrees. output_hw: (H, W) px.
         inverse: return the exact inverse (built in closed form, not by numerical inversion).
     Returns:
         (3, 3) float64; ``matrix[:2]`` is what ``cv2.warpAffine`` takes.
     """
     center = np.asarray(center, dtype=np.float64).reshape(2)
     scale = np.asarray(scale, dtype=np.float64).reshape(2)
-    size = np.asarray(output_size, dtype=np.float64).reshape(2)
+    size = np.asarray(output_hw, dtype=np.float64).reshape(2)[::-1]  # (w, h)
     if np.any(scale <= 0):
         raise ValueError(f"scale must be positive (units of {pixel_std} px), got {scale}")
     zoom = size / (scale * pixel_std)  # D, crop px per image px
@@ -118,7 +118,7 @@ def _like(value, ref):
     return np.asarray(value, dtype=dtype)
 
 
-def _crop_terms(coords, center, scale, output_size, rotation, pixel_std):
+def _crop_terms(coords, center, scale, output_hw, rotation, pixel_std):
     """Broadcast the crop parameters against ``coords`` (..., K, 2): center, zoom D, half size, cos, sin."""
     if isinstance(coords, torch.Tensor):
         xp = torch
@@ -129,10 +129,12 @@ def _crop_terms(coords, center, scale, output_size, rotation, pixel_std):
         coords = coords if np.issubdtype(coords.dtype, np.floating) else coords.astype(np.float64)
     center = _like(center, coords)[..., None, :]
     scale = _like(scale, coords)[..., None, :]
-    size = _like(output_size, coords)
+    if len(output_hw) != 2:
+        raise ValueError(f"output_hw must be (H, W), got {output_hw!r}")
+    size = _like((output_hw[1], output_hw[0]), coords)  # (w, h)
     if coords.shape[-1] != 2 or center.shape[-1] != 2 or scale.shape[-1] != 2 or tuple(size.shape) != (2,):
         raise ValueError(
-            "expected coords (..., K, 2), center (..., 2), scale (..., 2) and output_size (w, h); got shapes "
+            "expected coords (..., K, 2), center (..., 2), scale (..., 2) and output_hw (H, W); got shapes "
             f"{tuple(coords.shape)}, {tuple(center.shape[:-2] + center.shape[-1:])}, "
             f"{tuple(scale.shape[:-2] + scale.shape[-1:])} and {tuple(size.shape)}"
         )
@@ -145,57 +147,57 @@ def _crop_terms(coords, center, scale, output_size, rotation, pixel_std):
     return coords, center, zoom, size / 2, cos, sin
 
 
-def crop_to_image(coords, center, scale, output_size, rotation=None, pixel_std: float = PIXEL_STD):
+def crop_to_image(coords, center, scale, output_hw, rotation=None, pixel_std: float = PIXEL_STD):
     """Crop px -> original-image px: the exact inverse of ``image_to_crop``.
 
     Args:
         coords: (..., K, 2) crop px (x, y), numpy or torch. center: (..., 2) image px.
-        scale: (..., 2) units of ``pixel_std``. output_size: (w, h) of the crop, px.
+        scale: (..., 2) units of ``pixel_std``. output_hw: (H, W) of the crop, px.
         rotation: (...,) degrees, or None for no rotation.
     Returns:
         (..., K, 2) image px, same kind, dtype and device as ``coords`` (float64 for integer numpy input).
     """
-    coords, center, zoom, half, cos, sin = _crop_terms(coords, center, scale, output_size, rotation, pixel_std)
+    coords, center, zoom, half, cos, sin = _crop_terms(coords, center, scale, output_hw, rotation, pixel_std)
     u = (coords - half) / zoom  # D^-1 (q - size/2)
     x = cos * u[..., 0] - sin * u[..., 1]
     y = sin * u[..., 0] + cos * u[..., 1]
     return _xp(coords).stack([x, y], -1) + center
 
 
-def image_to_crop(points, center, scale, output_size, rotation=None, pixel_std: float = PIXEL_STD):
+def image_to_crop(points, center, scale, output_hw, rotation=None, pixel_std: float = PIXEL_STD):
     """Original-image px -> crop px (the map ``cv2.warpAffine`` applies with ``crop_matrix``).
 
     Args:
         points: (..., K, 2) image px (x, y), numpy or torch. center: (..., 2) image px.
-        scale: (..., 2) units of ``pixel_std``. output_size: (w, h) of the crop, px.
+        scale: (..., 2) units of ``pixel_std``. output_hw: (H, W) of the crop, px.
         rotation: (...,) degrees, or None for no rotation.
     Returns:
         (..., K, 2) crop px, same kind, dtype and device as ``points``.
     """
-    points, center, zoom, half, cos, sin = _crop_terms(points, center, scale, output_size, rotation, pixel_std)
+    points, center, zoom, half, cos, sin = _crop_terms(points, center, scale, output_hw, rotation, pixel_std)
     d = points - center
     x = cos * d[..., 0] + sin * d[..., 1]  # R(-r) (p - center)
     y = -sin * d[..., 0] + cos * d[..., 1]
     return _xp(points).stack([x, y], -1) * zoom + half
 
 
-def heatmap_to_image(coords, center, scale, heatmap_size, rotation=None, pixel_std: float = PIXEL_STD):
+def heatmap_to_image(coords, center, scale, heatmap_hw, rotation=None, pixel_std: float = PIXEL_STD):
     """Heatmap px -> original-image px; what the decoder calls (HRNet ``transform_preds``).
 
-    Same map as ``crop_to_image`` with ``output_size = heatmap_size`` because input px = stride x heatmap px.
+    Same map as ``crop_to_image`` with ``output_hw = heatmap_hw`` because input px = stride x heatmap px.
 
     Args:
         coords: (N, K, 2) heatmap px (x, y), numpy or torch. center: (N, 2) image px.
-        scale: (N, 2) units of 200 px. heatmap_size: (w, h). rotation: (N,) degrees or None.
+        scale: (N, 2) units of 200 px. heatmap_hw: (H, W). rotation: (N,) degrees or None.
     Returns:
         (N, K, 2) image px, same kind, dtype and device as ``coords``.
     """
-    return crop_to_image(coords, center, scale, heatmap_size, rotation, pixel_std)
+    return crop_to_image(coords, center, scale, heatmap_hw, rotation, pixel_std)
 
 
-def image_to_heatmap(points, center, scale, heatmap_size, rotation=None, pixel_std: float = PIXEL_STD):
+def image_to_heatmap(points, center, scale, heatmap_hw, rotation=None, pixel_std: float = PIXEL_STD):
     """Original-image px -> heatmap px; the exact inverse of ``heatmap_to_image`` (same arguments)."""
-    return image_to_crop(points, center, scale, heatmap_size, rotation, pixel_std)
+    return image_to_crop(points, center, scale, heatmap_hw, rotation, pixel_std)
 
 
 def heatmap_hflip(coords, input_width: int, stride: int):

@@ -1,9 +1,9 @@
 """Oracle evaluation: the whole evaluation path with ground-truth heatmaps in place of a model's output.
 
 Every labelled person of a validation dataset (ground-truth boxes) gets the heatmaps a perfect model of one
-kind would output, built from the sample's own joints; they are decoded (``hdm.decode``), mapped back to the
-original image (``hdm.geometry.heatmap_to_image``) and scored by pycocotools (``hdm.metrics``), exactly as a
-model's heatmaps would be. Two uses:
+kind would output, built from the sample's own joints; they are decoded and mapped back to the original
+image by ``hdm.engine.prediction.decode_to_image`` (the path every model prediction takes) and scored by
+pycocotools (``hdm.metrics``), exactly as a model's heatmaps would be. Two uses:
 
 * it proves the pipeline end to end: an exact oracle (``subpixel_gaussian`` + ``local_com`` with a wide
   window) must reach AP = 1;
@@ -41,8 +41,8 @@ import pandas as pd
 import torch
 
 from hdm.data.errors import EmptyDatasetError
-from hdm.decode import DECODERS, decode
-from hdm.geometry import heatmap_to_image
+from hdm.decode import DECODERS
+from hdm.engine.prediction import decode_to_image
 from hdm.metrics import coco_keypoint_eval, make_coco_results
 from hdm.paths import REPO_ROOT, TABLES
 from hdm import targets
@@ -68,11 +68,12 @@ METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 #: local_com window that makes the sub-pixel Gaussian oracle exact at σ = 2 (radius 6 = 3σ).
 WIDE_WINDOW = 13
 
-# Where ``run_oracle`` reads its data and at which sizes, (W, H) px: the real COCO sample shipped with the
-# tests at HRNet's COCO sizes, and the synthetic validation split at the default-scale model's sizes.
+# Where ``run_oracle`` reads its data and at which sizes, (H, W) px of the input and the heatmap: the real COCO
+# sample shipped with the tests at HRNet's COCO sizes, and the synthetic validation split at the default-scale
+# model's sizes.
 COCO_SAMPLE = REPO_ROOT / "tests" / "data" / "coco"
-COCO_SIZES = ((192, 256), (48, 64))
-SYNTHETIC_SIZES = ((96, 128), (24, 32))
+COCO_SIZES = ((256, 192), (64, 48))
+SYNTHETIC_SIZES = ((128, 96), (32, 24))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -80,15 +81,15 @@ SYNTHETIC_SIZES = ((96, 128), (24, 32))
 
 
 def subpixel_gaussian_heatmaps(
-    joints: torch.Tensor, visibility: torch.Tensor, heatmap_size: tuple[int, int], sigma: float = 2.0
+    joints: torch.Tensor, visibility: torch.Tensor, heatmap_hw: tuple[int, int], sigma: float = 2.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Untruncated Gaussians at the exact sub-pixel joints: :func:`hdm.targets.subpixel_gaussian_heatmaps` with
-    ``truncate=False``. Shapes: joints (B, K, 2) heatmap px, visibility (B, K), heatmap_size (H, W)."""
-    return targets.subpixel_gaussian_heatmaps(joints, visibility, heatmap_size, sigma, truncate=False)
+    ``truncate=False``. Shapes: joints (B, K, 2) heatmap px, visibility (B, K), heatmap_hw (H, W)."""
+    return targets.subpixel_gaussian_heatmaps(joints, visibility, heatmap_hw, sigma, truncate=False)
 
 
 def subpixel_dot_heatmaps(
-    joints: torch.Tensor, visibility: torch.Tensor, heatmap_size: tuple[int, int]
+    joints: torch.Tensor, visibility: torch.Tensor, heatmap_hw: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The joint's unit mass on its 4 surrounding pixels with bilinear weights (``hdm.targets.demanders``).
 
@@ -96,13 +97,13 @@ def subpixel_dot_heatmaps(
     joints that do not count.
 
     Args:
-        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_size: (H, W).
+        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_hw: (H, W).
     Returns:
         heatmaps (B, K, H, W) and target_weight (B, K), in the dtype of ``joints``.
     """
-    weight = target_weight(joints, visibility, heatmap_size)
-    height, width = heatmap_size
-    positions, masses = demanders(joints, heatmap_size, mode="subpixel")  # (B, K, 4, 2), (B, K, 4)
+    weight = target_weight(joints, visibility, heatmap_hw)
+    height, width = heatmap_hw
+    positions, masses = demanders(joints, heatmap_hw, mode="subpixel")  # (B, K, 4, 2), (B, K, 4)
     batch, count = joints.shape[:2]
     flat = torch.zeros(batch, count, height * width, dtype=joints.dtype, device=joints.device)
     flat.scatter_add_(-1, positions[..., 1] * width + positions[..., 0], masses * weight[..., None])
@@ -112,7 +113,7 @@ def subpixel_dot_heatmaps(
 def oracle_heatmaps(
     joints: torch.Tensor,
     visibility: torch.Tensor,
-    heatmap_size: tuple[int, int],
+    heatmap_hw: tuple[int, int],
     kind: str = "gaussian",
     sigma: float = 2.0,
 ) -> torch.Tensor:
@@ -121,19 +122,19 @@ def oracle_heatmaps(
     Joints that do not count (unlabelled, or rounded pixel outside the map) get all-zero maps.
 
     Args:
-        joints: (B, K, 2) heatmap px, finite. visibility: (B, K). heatmap_size: (H, W), as ``hdm.targets``.
+        joints: (B, K, 2) heatmap px, finite. visibility: (B, K). heatmap_hw: (H, W), as ``hdm.targets``.
         kind: one of ``KINDS``. sigma: heatmap px, the Gaussian kinds' width (the dot kinds have none).
     Returns:
         (B, K, H, W) in the dtype and on the device of ``joints``.
     """
     if kind == "gaussian":
-        return gaussian_heatmaps(joints, visibility, heatmap_size, sigma)[0]
+        return gaussian_heatmaps(joints, visibility, heatmap_hw, sigma)[0]
     if kind == "dot":
-        return dot_heatmaps(joints, visibility, heatmap_size)[0]
+        return dot_heatmaps(joints, visibility, heatmap_hw)[0]
     if kind == "subpixel_gaussian":
-        return subpixel_gaussian_heatmaps(joints, visibility, heatmap_size, sigma)[0]
+        return subpixel_gaussian_heatmaps(joints, visibility, heatmap_hw, sigma)[0]
     if kind == "subpixel_dot":
-        return subpixel_dot_heatmaps(joints, visibility, heatmap_size)[0]
+        return subpixel_dot_heatmaps(joints, visibility, heatmap_hw)[0]
     raise ValueError(f"unknown oracle kind {kind!r}; expected one of {KINDS}")
 
 
@@ -149,7 +150,7 @@ class OraclePredictions(NamedTuple):
     image_joints: (N, K, 2) the annotation, image px. visibility: (N, K) bool, the joints that count.
     labelled: (N, K) bool, the annotated joints (some may fall outside the heatmap).
     center, scale: (N, 2) the crop boxes, image px and units of 200 px. image_ids: (N,) int64.
-    areas: (N,) person areas, image px². heatmap_size: (W, H) of the maps.
+    areas: (N,) person areas, image px². heatmap_hw: (H, W) of the maps.
     """
 
     coords: np.ndarray
@@ -163,7 +164,7 @@ class OraclePredictions(NamedTuple):
     scale: np.ndarray
     image_ids: np.ndarray
     areas: np.ndarray
-    heatmap_size: tuple[int, int]
+    heatmap_hw: tuple[int, int]
 
 
 def _geometry(dataset, predict_unlabelled: bool) -> dict[str, torch.Tensor]:
@@ -219,21 +220,18 @@ def oracle_predictions(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 person, got {batch_size}")
     geo = _geometry(dataset, predict_unlabelled)
-    width, height = (int(v) for v in dataset.heatmap_size)
+    heatmap_hw = tuple(int(v) for v in dataset.heatmap_hw)
     kwargs = {} if window is None else {"window": window}
-    coords, maxvals = [], []
+    parts = []
     for start in range(0, len(geo["joints"]), batch_size):
         part = slice(start, start + batch_size)
-        maps = oracle_heatmaps(geo["joints"][part], geo["visibility"][part], (height, width), kind, sigma)
-        c, m = decode(maps, decoder, **kwargs)
-        coords.append(c)
-        maxvals.append(m)
-    coords_t = torch.cat(coords)
-    image_coords = heatmap_to_image(coords_t, geo["center"], geo["scale"], (width, height))
+        maps = oracle_heatmaps(geo["joints"][part], geo["visibility"][part], heatmap_hw, kind, sigma)
+        parts.append(decode_to_image(maps, decoder, geo["center"][part], geo["scale"][part], **kwargs))
+    coords, maxvals, image_coords = (torch.cat(column) for column in zip(*parts))
     return OraclePredictions(
-        coords=coords_t.numpy(),
+        coords=coords.numpy(),
         image_coords=image_coords.numpy(),
-        maxvals=torch.cat(maxvals).numpy(),
+        maxvals=maxvals.numpy(),
         joints=geo["joints"].numpy(),
         image_joints=geo["image_joints"].numpy(),
         visibility=(geo["visibility"] > 0).numpy(),
@@ -242,7 +240,7 @@ def oracle_predictions(
         scale=geo["scale"].numpy(),
         image_ids=geo["image_id"].numpy(),
         areas=geo["area"].numpy(),
-        heatmap_size=(width, height),
+        heatmap_hw=heatmap_hw,
     )
 
 
@@ -327,7 +325,7 @@ def oracle_table(
     default_window = inspect.signature(DECODERS["local_com"]).parameters["window"].default
     rows = []
     for name, dataset in datasets.items():
-        width, height = dataset.heatmap_size
+        height, width = dataset.heatmap_hw
         for kind in kinds:
             for decoder, window in settings:
                 result = oracle_evaluate(dataset, kind, decoder, sigma, window)

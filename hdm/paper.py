@@ -31,7 +31,7 @@ METHOD_LABELS = {
 
 
 def label(spec: str) -> str:
-    """A readable name for a method or a variant spec (``hdm.experiment.parse_variant``), e.g.
+    """A readable name for a method or a variant spec (``hdm.config.parse_variant``), e.g.
     ``"hdm+supplier:softplus"`` -> ``"Our method (supplier softplus)"``."""
     method, _, rest = spec.partition("+")
     name = METHOD_LABELS.get(method, method)

@@ -1,25 +1,44 @@
 """Figure and table helpers the notebooks share: one place that decides where outputs go and how they look.
 
 Every figure is written as PNG and PDF under ``results/figures/``, every table as CSV and Markdown under
-``results/tables/`` (paths from :mod:`hdm.paths`, so notebooks run from any directory).
+``results/tables/`` (paths from :mod:`hdm.paths`, so notebooks run from any directory). One seaborn theme
+(:func:`set_theme`, applied when this module is imported) and one colour per method (:data:`COLORS`) hold for
+every figure.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from hdm import paths
 
-matplotlib.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10})
+_PALETTE = sns.color_palette("colorblind")
+#: One colour per method, and per role in Fig. 1 / Fig. 3 (baseline = the Gaussian-trained model, ours = ours).
+COLORS = {"gaussian": _PALETTE[0], "dot": _PALETTE[1], "hdm": _PALETTE[3], "baseline": _PALETTE[0],
+          "ours": _PALETTE[3], "gt": _PALETTE[2], "loss": _PALETTE[0], "accuracy": _PALETTE[3]}
+PRED_STYLE = {"baseline": dict(color=COLORS["baseline"], marker="x"), "ours": dict(color=COLORS["ours"], marker="+"),
+              "gt": dict(color=COLORS["gt"], marker="o", markerfacecolor="none")}
 
-PRED_STYLE = {"baseline": dict(color="#1f77b4", marker="x"), "ours": dict(color="#d62728", marker="+"),
-              "gt": dict(color="#2ca02c", marker="o", markerfacecolor="none")}
+
+def set_theme() -> None:
+    """The one look of every figure: seaborn's ``whitegrid`` style, colour-blind palette, small print-sized fonts."""
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind",
+                  rc={"figure.dpi": 110, "savefig.dpi": 150, "font.size": 9, "axes.titlesize": 10,
+                      "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8})
+
+
+set_theme()
+
+
+def color(key: str):
+    """The colour of a method (or of a variant spec "method+key:value", by its method) or of a role in :data:`COLORS`."""
+    return COLORS.get(key, COLORS.get(key.partition("+")[0], "0.4"))
 
 
 def save_figure(fig: plt.Figure, name: str, folder: Path | None = None) -> list[Path]:
@@ -48,23 +67,83 @@ def loss_accuracy_panel(ax: plt.Axes, metrics: pd.DataFrame, loss: str, accuracy
                         accuracy_label: str, first_epoch: int = 2, title: str | None = None) -> plt.Axes:
     """Fig. 2 panel: the loss (left axis) and the accuracy (right axis) against the epoch. Returns the right axis.
 
-    ``metrics`` may hold several seeds (a ``seed`` column): each is drawn as a thin line and their mean bold.
+    Each curve is the mean over seeds (the ``seed`` column, if any) per epoch, with a band of ± one standard
+    deviation across seeds (seaborn ``errorbar="sd"``; no band for a single seed).
     """
     frame = metrics[metrics["epoch"] >= first_epoch]
-    groups = list(frame.groupby("seed")) if "seed" in frame.columns else [(None, frame)]
     right = ax.twinx()
-    for _, run in groups:
-        ax.plot(run["epoch"], run[loss], color="#1f77b4", alpha=0.25, lw=0.8)
-        right.plot(run["epoch"], run[accuracy], color="#d62728", alpha=0.25, lw=0.8)
-    mean = frame.groupby("epoch")[[loss, accuracy]].mean()
-    ax.plot(mean.index, mean[loss], color="#1f77b4", marker="o", ms=3, label=loss_label)
-    right.plot(mean.index, mean[accuracy], color="#d62728", marker="s", ms=3, label=accuracy_label)
+    right.grid(False)
+    for axis, column, label, key, marker in ((ax, loss, loss_label, "loss", "o"), (right, accuracy, accuracy_label,
+                                                                                   "accuracy", "s")):
+        sns.lineplot(data=frame, x="epoch", y=column, ax=axis, color=COLORS[key], marker=marker, markersize=4,
+                     markeredgewidth=0, errorbar="sd", estimator="mean", legend=False)
+        axis.set_ylabel(label, color=COLORS[key])
     ax.set_xlabel("epoch")
-    ax.set_ylabel(loss_label, color="#1f77b4")
-    right.set_ylabel(accuracy_label, color="#d62728")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         ax.set_title(title)
     return right
+
+
+def loss_accuracy_figure(metrics: pd.DataFrame, panels: list[tuple[str, str, str, str]], accuracy: str,
+                         first_epoch: int = 2, ncols: int = 2) -> plt.Figure:
+    """Fig. 2 grid: one :func:`loss_accuracy_panel` per ``(method, loss column, loss label, title)`` in ``panels``,
+    from the stacked metrics of every run (``method`` and ``seed`` columns), ``ncols`` per row."""
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.1 * nrows), constrained_layout=True, squeeze=False)
+    for ax, (method, column, label, title) in zip(axes.flat, panels):
+        loss_accuracy_panel(ax, metrics[metrics["method"] == method], column, accuracy, f"val {label}", accuracy,
+                            first_epoch=first_epoch, title=title)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    return fig
+
+
+def joint_error_figure(errors: pd.DataFrame, hue: str, by: str = "name", value: str = "error_rel",
+                       hue_order: list[str] | None = None, labels: dict[str, str] | None = None,
+                       threshold: float | None = 0.1) -> plt.Figure:
+    """Per-joint error distributions of several models (``analysis.joint_errors`` rows, a ``hue`` column naming the
+    model): left, the ECDF of ``value`` per model (at ``threshold`` it reads as PCK over labelled joints); right,
+    the median and interquartile range of ``value`` per ``by`` (joint name, or visibility), one mark per model.
+    Log error axes (errors below 1e-4 are drawn at 1e-4)."""
+    frame = errors.assign(**{value: errors[value].clip(lower=1e-4)})
+    if labels:
+        frame[hue] = frame[hue].map(lambda v: labels.get(v, v))
+    order = hue_order or list(dict.fromkeys(errors[hue]))
+    palette = {(labels or {}).get(k, k): color(k) for k in order}
+    order = [(labels or {}).get(k, k) for k in order]
+    categories = list(frame.drop_duplicates(by).sort_values("joint" if by == "name" else by)[by])
+    axis_label = {"error_rel": "error / person size", "error_px": "error (image px)"}.get(value, value)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, max(3.2, 0.28 * len(categories) * max(1, len(order) / 2))),
+                                      constrained_layout=True, gridspec_kw={"width_ratios": [1, 1.3]})
+    sns.ecdfplot(data=frame, x=value, hue=hue, hue_order=order, palette=palette, ax=left, log_scale=True)
+    if threshold is not None:
+        left.axvline(threshold, color="0.3", ls=":", lw=1)
+        left.annotate(f"{threshold:g}", (threshold, 0.02), xytext=(3, 0), textcoords="offset points", fontsize=7)
+    left.set(xlabel=f"{axis_label} (log)", ylabel="share of labelled joints with this error or less",
+             title="error distribution (ECDF)")
+    sns.pointplot(data=frame, x=value, y=by, hue=hue, hue_order=order, order=categories, palette=palette, ax=right,
+                  orient="h", estimator="median", errorbar=("pi", 50), dodge=0.5, linestyle="none", markersize=3,
+                  err_kws={"linewidth": 1.2}, log_scale=True)
+    right.set(xlabel=f"{axis_label} (log): median and interquartile range", ylabel="",
+              title=f"per {by.replace('name', 'joint')}")
+    if right.get_legend() is not None:
+        right.get_legend().remove()
+    return fig
+
+
+def eq5_violation_figure(table: pd.DataFrame, value: str = "eq4_residual") -> plt.Figure:
+    """Theorem 1: ``value`` over the sub-pixel offset grid, one panel per sigma (``theory.eq5_violation_table``)."""
+    sigmas = list(dict.fromkeys(table["sigma"]))
+    fig, axes = plt.subplots(1, len(sigmas), figsize=(3.4 * len(sigmas), 3), constrained_layout=True, squeeze=False)
+    for ax, sigma in zip(axes[0], sigmas):
+        grid = table[table["sigma"] == sigma].pivot(index="offset_y", columns="offset_x", values=value)
+        extent = (grid.columns.min(), grid.columns.max(), grid.index.min(), grid.index.max())
+        image = ax.imshow(grid.to_numpy(), origin="lower", extent=extent, cmap="viridis", aspect="auto")
+        ax.grid(False)
+        ax.set(title=f"sigma = {sigma:g} px", xlabel="sub-pixel offset x (px)", ylabel="offset y (px)")
+        fig.colorbar(image, ax=ax, label="eq. 4 residual per joint")
+    return fig
 
 
 def heatmap_overlay(ax: plt.Axes, crop: np.ndarray, heatmap: np.ndarray, points: dict[str, np.ndarray] | None = None,
@@ -88,6 +167,7 @@ def heatmap_overlay(ax: plt.Axes, crop: np.ndarray, heatmap: np.ndarray, points:
     ax.set_ylim(height - 0.5, -0.5)
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.grid(False)
     if title:
         ax.set_title(title)
 

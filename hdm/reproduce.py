@@ -1,29 +1,35 @@
 """Run every notebook with papermill at one scale: the project's main job (``make reproduce``).
 
-    python -m hdm reproduce                 # default scale, every notebook, into results/
-    python -m hdm reproduce --scale smoke   # what CI runs
-    python -m hdm reproduce --only fig2 table1
-    python -m hdm reproduce --scale paper --param "seeds=[0]" --param "ablations=[]"
+    python -m hdm.reproduce                 # default scale, every notebook, into results/ (= make reproduce)
+    python -m hdm.reproduce --scale smoke   # what CI runs
+    python -m hdm.reproduce --only fig2 table1
+    python -m hdm.reproduce --scale paper --param "seeds=[0]" --param "ablations=[]"
+    python -m hdm reproduce ...             # the same through the hdm command line
 
 Executed notebooks go to ``results/notebooks/<scale>/``; each notebook writes its own figures and tables under
 ``results/`` (paths from :mod:`hdm.paths`). Training runs are cached, so a second call only re-plots.
-``--param KEY=VALUE`` (VALUE in YAML) sets a parameter in every notebook that declares it.
+``--param KEY=VALUE`` (VALUE in YAML) sets a parameter in every notebook that declares it; a key that no
+chosen notebook declares is an error listing the keys each one declares. Progress: a line when each notebook
+and each training run starts and ends, and one per epoch (``HDM_PROGRESS=1`` in the kernels' environment).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import yaml
 
+from hdm.config import SCALES
 from hdm.paths import REPO_ROOT, RESULTS
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 # Order matters only for speed: the first notebooks that need training runs create them for the others.
 NOTEBOOKS = ("theorem1", "fig2", "table1", "fig1", "fig3")
-SCALES = ("smoke", "default", "paper")
 
 
 def notebook_path(name: str) -> Path:
@@ -40,20 +46,40 @@ def run_notebook(name: str, scale: str = "default", parameters: dict | None = No
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-    declared = papermill.inspect_notebook(str(notebook_path(name)))
+    declared = declared_parameters(name)
     parameters = {k: v for k, v in (parameters or {}).items() if k in declared}
     output_dir = Path(output_dir or RESULTS / "notebooks" / scale)
     output_dir.mkdir(parents=True, exist_ok=True)
     output = output_dir / f"{name}.ipynb"
-    papermill.execute_notebook(
-        str(notebook_path(name)),
-        str(output),
-        parameters={"scale": scale, **parameters},
-        cwd=str(REPO_ROOT),
-        kernel_name="python3",
-        progress_bar=False,
-    )
+    os.environ.setdefault("HDM_PROGRESS", "1")  # the kernel inherits it: training prints progress lines
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nbclient's transport/deprecation warnings are noise here
+        papermill.execute_notebook(
+            str(notebook_path(name)),
+            str(output),
+            parameters={"scale": scale, **parameters},
+            cwd=str(REPO_ROOT),
+            kernel_name="python3",
+            progress_bar=False,
+        )
     return output
+
+
+def declared_parameters(name: str) -> dict:
+    """The parameters notebook ``name`` declares in its ``parameters`` cell (papermill's inspection)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook_path(name)))
+
+
+def check_params(parameters: dict, names) -> None:
+    """Refuse (SystemExit, one line) parameters that none of the notebooks ``names`` declares."""
+    declared = {name: set(declared_parameters(name)) - {"scale"} for name in names}
+    known = set().union(*declared.values()) if declared else set()
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        listing = "; ".join(f"{name}: {', '.join(sorted(keys))}" for name, keys in declared.items())
+        raise SystemExit(f"--param {', '.join(unknown)}: declared by none of the notebooks run ({listing})")
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -72,7 +98,7 @@ def parse_params(pairs: list[str]) -> dict:
     return parameters
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hdm reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="default", choices=SCALES)
@@ -82,13 +108,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     parameters = parse_params(args.param)
     names = args.only or [n for n in NOTEBOOKS if (NOTEBOOKS_DIR / f"{n}.ipynb").exists()]
+    check_params(parameters, names)
     total = time.perf_counter()
     for name in names:
         start = time.perf_counter()
-        output = run_notebook(name, args.scale, parameters)
-        print(f"{name:10s} {time.perf_counter() - start:7.1f} s  -> {output}", flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {name}: start ({args.scale})", file=sys.stderr, flush=True)
+        try:
+            output = run_notebook(name, args.scale, parameters)
+        except Exception as exc:  # papermill's PapermillExecutionError names the cell and the error
+            raise SystemExit(f"{name}: failed after {time.perf_counter() - start:.0f} s: "
+                             f"{' '.join(str(exc).split())[:2000]}") from None
+        print(f"{time.strftime('%H:%M:%S')} {name}: done in {time.perf_counter() - start:.1f} s -> {output}",
+              file=sys.stderr, flush=True)
     print(f"reproduce ({args.scale}): {len(names)} notebooks in {time.perf_counter() - total:.1f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,27 +1,32 @@
-"""Run folders: one folder per experiment, named by the hash of its config, holding everything the run produced.
+"""Run folders: one folder per experiment, the only writer of its files; cache, integrity, provenance, resume.
 
-A run's identity is the hash of the part of its resolved config that changes results (``Config.identity()`` in
-``hdm.experiment``): asking twice for the same experiment finds the same folder, so a finished run is returned
-from the cache and an interrupted one resumes from its last checkpoint.
+A run's identity is its config's identity (``hdm.config.Config.identity``) plus the version of the code that
+trains it (``code_version``: a hash of the training modules' syntax trees, docstrings and comments left out,
+and ``ENGINE_VERSION``). Asking twice for the same experiment with the same code finds the same folder: a
+finished run is served from the cache once its files verify, an interrupted one resumes from its checkpoint.
+Changing the training code changes the identity, so the run is retrained in a new folder; the old folder stays
+readable (``hdm runs`` lists it as from other code).
 
 Layout of ``runs_root()/<method>-<scale>-<hash12>/``:
 
 ===================  ===================================================================================
 file                 content
 ===================  ===================================================================================
-config.json          the full resolved config, plus its ``hash``
-provenance.json      seed, package versions, python, git commit (+ dirty flag), and one entry per session
-                     (host, device, world size, start/end time, first epoch): a resumed run has several
+config.json          the full resolved config, its ``hash`` and the ``identity`` that was hashed
+provenance.json      seed, package versions, python, git commit (+ dirty flag of the code), code version, and
+                     one entry per session (host, device, world size, start/end, first epoch)
 metrics.csv          one row per finished epoch (rewritten from the checkpoint's history after each epoch)
 last.pt              resumable checkpoint, written after every epoch (model, optimiser, scheduler, epoch,
                      RNG states, metrics history)
-final.pt             the final model (``{"model": state_dict, "epoch": int}``), written at the end
-predictions.npz      the final epoch's per-sample validation predictions (see ``hdm.experiment``)
+final.pt             the final model (``{"model": state_dict, "epoch": int, "hash": str}``)
+predictions.npz      the final epoch's per-sample validation predictions (``hdm.engine.prediction``)
 results.json         the final epoch's COCO results (COCO-format datasets only)
 eval/                cached ``evaluate()`` results, one json (+ npz) per (decoder, flip test)
 train.log            the per-epoch log lines of every session
-done                 marker written last: the run is complete
-.lock                present while a process trains the run (pid and host inside)
+done                 written last: json with the size and SHA-256 of every file above (but last.pt, eval/,
+                     train.log); a run is served only when these match
+.lock                ``flock``-ed while a process trains the run (pid and host inside); the OS frees it
+                     when that process dies, so a killed run is never locked out and never trained twice
 ===================  ===================================================================================
 
 Every file is written atomically (temporary file, then ``os.replace``), so a run killed at any moment leaves
@@ -30,11 +35,15 @@ either the previous or the new version of each file, never half of one.
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import io
 import json
+import logging
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -47,10 +56,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hdm.config import Config, digest
 from hdm.paths import REPO_ROOT, runs_root
 
-# Bump when the training engine changes results for an unchanged config: it is part of every run's hash.
-ENGINE_VERSION = 1
+# Bump when results change for an unchanged config and unchanged code (e.g. a data file's meaning changed).
+ENGINE_VERSION = 2
 
 CONFIG = "config.json"
 PROVENANCE = "provenance.json"
@@ -63,27 +73,82 @@ EVAL_DIR = "eval"
 LOG = "train.log"
 DONE = "done"
 LOCK = ".lock"
+#: Files whose checksums ``done`` records (results.json only where it exists).
+CHECKED = (CONFIG, METRICS, FINAL, PREDICTIONS, RESULTS)
 
 #: Packages whose versions provenance.json records (distribution names).
 PACKAGES = ("torch", "numpy", "numba", "pot", "pycocotools", "scipy", "opencv-python-headless", "pandas")
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: Modules (relative to the package) whose code can change a run's results: their hash is part of its identity.
+#: ``tests/test_structure.py`` checks that every module of the package is here or in ``REPORTING_MODULES``.
+TRAINING_MODULES = ("__init__.py", "config.py", "methods.py", "loss.py", "ot.py", "_ssp.py", "targets.py",
+                    "decode.py", "geometry.py", "metrics.py", "distributed.py", "models/*.py", "data/*.py",
+                    "engine/*.py")  # fmt: skip
+#: Modules that only read runs, report or launch: editing them never retrains anything.
+REPORTING_MODULES = ("runs.py", "paths.py", "analysis.py", "plots.py", "theory.py", "paper.py", "oracle.py",
+                     "reproduce.py", "cli.py", "__main__.py")  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+
+class DamagedRunError(RuntimeError):
+    """A run folder whose files do not verify (truncated, edited, missing)."""
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is training this run."""
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Identity
 
 
-def config_hash(identity: dict) -> str:
-    """12 hex digits of the SHA-256 of ``identity`` (a json-able dict) as canonical json, with ENGINE_VERSION.
+def _syntax(path: Path) -> str:
+    """The module's syntax tree without docstrings, as text: comments, formatting and docs do not count."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(
+            getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):  # fmt: skip
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
 
-    Key order does not matter; tuples and lists hash alike (json has only lists).
-    """
-    payload = json.dumps({"engine": ENGINE_VERSION, **identity}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+def training_files() -> list[Path]:
+    """The package files listed by ``TRAINING_MODULES``, sorted."""
+    return sorted({p for pattern in TRAINING_MODULES for p in PACKAGE_DIR.glob(pattern)})
 
 
-def run_name(method: str, scale: str, digest: str) -> str:
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """12 hex digits identifying the training code: SHA-256 over the syntax of ``training_files()`` and
+    ``ENGINE_VERSION``. Editing a docstring or comment keeps it; editing code changes it."""
+    sha = hashlib.sha256(f"engine {ENGINE_VERSION}\n".encode())
+    for path in training_files():
+        sha.update(f"{path.relative_to(PACKAGE_DIR).as_posix()}\n".encode())
+        sha.update(_syntax(path).encode())
+    return sha.hexdigest()[:12]
+
+
+def run_identity(cfg: Config) -> dict:
+    """What a run's hash covers: the config's identity and the code version."""
+    return {"code": code_version(), **cfg.resolved().identity()}
+
+
+def run_hash(cfg: Config) -> str:
+    """12 hex digits: ``digest(run_identity(cfg))``."""
+    return digest(run_identity(cfg))
+
+
+def run_name(method: str, scale: str, run_digest: str) -> str:
     """Folder name ``<method>-<scale>-<hash12>``."""
-    return f"{method}-{scale}-{digest}"
+    return f"{method}-{scale}-{run_digest}"
+
+
+def run_dir(cfg: Config) -> Path:
+    """``runs_root()/<method>-<scale>-<hash12>`` of ``cfg``."""
+    return runs_root() / run_name(cfg.method, cfg.scale, run_hash(cfg))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -115,7 +180,12 @@ def write_json(path: Path, obj) -> Path:
 
 
 def read_json(path: Path):
-    return json.loads(Path(path).read_text())
+    """``path`` parsed as json; a damaged file raises ``DamagedRunError`` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedRunError(f"{path} is not valid json ({exc}); delete it (or its run folder) to rebuild it") from None
 
 
 def save_torch(path: Path, obj) -> Path:
@@ -139,9 +209,13 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     return _atomic(path, write)
 
 
-def write_metrics(path: Path, rows: list[dict]) -> Path:
-    """Write the metrics history (one dict per epoch) as csv; floats keep every bit (shortest round-trip repr)."""
-    return write_text(path, pd.DataFrame(rows).to_csv(index=False))
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -159,9 +233,10 @@ def _git(*args: str) -> str | None:
 
 
 def git_state() -> dict:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding this package."""
+    """``{"commit": sha or None, "dirty": bool or None}``; dirty means uncommitted changes to the package's
+    code (``hdm/``): results, notebooks or docs rewritten by a reproduction do not count."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", str(PACKAGE_DIR)) if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
@@ -188,101 +263,55 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
-def start_session(run_dir: Path, seed: int, device: torch.device, world_size: int, first_epoch: int) -> dict:
-    """Create or extend ``provenance.json`` with a new session; returns the provenance dict (already written)."""
-    path = Path(run_dir) / PROVENANCE
-    prov = read_json(path) if path.is_file() else {
-        "seed": seed,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": package_versions(),
-        "git": git_state(),
-        "created": now(),
-        "finished": None,
-        "sessions": [],
-    }  # fmt: skip
-    prov["sessions"].append({
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "device": device_name(device),
-        "world_size": world_size,
-        "first_epoch": first_epoch,
-        "start": now(),
-        "end": None,
-        "torch": torch.__version__,
-        "git": git_state(),
-    })  # fmt: skip
-    write_json(path, prov)
-    return prov
-
-
-def end_session(run_dir: Path, finished: bool) -> None:
-    """Stamp the end time of the current (last) session, and the run's finish time when ``finished``."""
-    path = Path(run_dir) / PROVENANCE
-    prov = read_json(path)
-    prov["sessions"][-1]["end"] = now()
-    if finished:
-        prov["finished"] = prov["sessions"][-1]["end"]
-    write_json(path, prov)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Lock
-
-
-class RunLockedError(RuntimeError):
-    """Another live process is training this run."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 class RunLock:
     """Exclusive claim on a run folder while one process trains it (``with RunLock(dir): ...``).
 
-    The lock file holds the owner's pid and host. A lock left by a dead process on this host (a killed run) is
-    taken over; a lock held by a live process, or by another host, raises ``RunLockedError``.
+    An advisory ``flock`` on ``.lock``: the kernel grants it to one process at a time and frees it when the
+    holder exits or is killed, so there is no stale lock to take over and no race in taking one. The file
+    holds the owner's pid and host for the error message; it is never deleted (deleting a flock-ed file would
+    let two processes lock two different files).
     """
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK
-        self.held = False
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def acquire(self) -> None:
+        import fcntl  # POSIX; the project targets Linux (CI, GPUs)
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname()}
-        for _ in range(2):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    owner = json.loads(self.path.read_text())
-                except (OSError, ValueError):
-                    owner = {}
-                if owner.get("host") == me["host"] and isinstance(owner.get("pid"), int) and not _alive(owner["pid"]):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
-                raise RunLockedError(
-                    f"{self.path.parent} is being trained by pid {owner.get('pid')} on {owner.get('host')} "
-                    f"(lock file {self.path}). Wait for it to finish, or delete the lock file if that process is gone."
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
-            return
-        raise RunLockedError(f"could not take the lock {self.path}: another process keeps recreating it")
+                owner = json.loads(self.path.read_text() or "{}")
+            except (OSError, ValueError):
+                owner = {}
+            raise RunLockedError(
+                f"{self.path.parent} is being trained by pid {owner.get('pid')} on {owner.get('host')}: wait for it "
+                "to finish (the lock is freed when that process ends)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        self._fd = fd
 
     def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> "RunLock":
         self.acquire()
@@ -298,7 +327,7 @@ class RunLock:
 
 @dataclass(frozen=True)
 class Run:
-    """A run folder (finished or not). Everything is read lazily from the files.
+    """A run folder (finished or not): reads lazily from its files, and is the only writer of them.
 
     Attributes:
         dir: the folder ``runs_root()/<method>-<scale>-<hash12>``.
@@ -309,25 +338,30 @@ class Run:
     def __post_init__(self):
         object.__setattr__(self, "dir", Path(self.dir))
 
+    @classmethod
+    def of(cls, cfg: Config) -> "Run":
+        """The run folder of ``cfg`` (which need not exist yet)."""
+        return cls(run_dir(cfg))
+
+    # -- reading -----------------------------------------------------------------------------------------
+
     @property
     def name(self) -> str:
         return self.dir.name
 
     @property
     def config_dict(self) -> dict:
-        """config.json as saved (the resolved config and its ``hash``)."""
+        """config.json as saved (the resolved config, its ``hash`` and ``identity``)."""
         path = self.dir / CONFIG
         if not path.is_file():
             raise FileNotFoundError(f"{self.dir} is not a run folder: it has no {CONFIG}")
         return read_json(path)
 
     @property
-    def config(self):
-        """The run's ``hdm.experiment.Config``."""
-        from hdm.experiment import Config
-
+    def config(self) -> Config:
+        """The run's ``hdm.config.Config``."""
         saved = self.config_dict
-        return Config.from_dict({k: v for k, v in saved.items() if k != "hash"})
+        return Config.from_dict({k: v for k, v in saved.items() if k not in ("hash", "identity")})
 
     @property
     def hash(self) -> str:
@@ -335,14 +369,55 @@ class Run:
 
     @property
     def done(self) -> bool:
-        """True once training finished and every output is written."""
+        """True once training finished and every output is written (``verify`` checks them)."""
         return (self.dir / DONE).is_file()
+
+    @property
+    def current_code(self) -> bool:
+        """True when the run was trained by the code of this checkout (its identity's code version matches)."""
+        return self.config_dict.get("identity", {}).get("code") == code_version()
+
+    def verify(self) -> "Run":
+        """Check every file ``done`` records (size and SHA-256); returns self.
+
+        Raises:
+            DamagedRunError: one line naming the first file that does not match, and the fix.
+        """
+        manifest = self._manifest()
+        for name, expected in manifest["files"].items():
+            path = self.dir / name
+            problem = None
+            if not path.is_file():
+                problem = "is missing"
+            elif path.stat().st_size != expected["size"]:
+                problem = f"has {path.stat().st_size} bytes, {expected['size']} when the run finished"
+            elif sha256(path) != expected["sha256"]:
+                problem = "differs from the file the run finished with (SHA-256)"
+            if problem:
+                raise DamagedRunError(f"{path} {problem}: the run is damaged; delete {self.dir} to retrain it")
+        return self
+
+    def _manifest(self) -> dict:
+        path = self.dir / DONE
+        try:
+            manifest = json.loads(path.read_text())
+            assert isinstance(manifest.get("files"), dict)
+        except (OSError, ValueError, AssertionError, AttributeError):
+            raise DamagedRunError(
+                f"{path} holds no file checksums (damaged, or written by an older hdm); delete {self.dir} to retrain it"
+            ) from None
+        return manifest
 
     @property
     def metrics(self) -> pd.DataFrame:
         """metrics.csv as a DataFrame (one row per finished epoch; empty before the first one)."""
         path = self.dir / METRICS
-        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        if not path.is_file():
+            return pd.DataFrame()
+        try:
+            return pd.read_csv(path)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise DamagedRunError(f"{path} cannot be parsed ({exc}); delete {self.dir} to retrain it") from None
 
     @property
     def accuracy_column(self) -> str | None:
@@ -361,7 +436,7 @@ class Run:
         return read_json(path) if path.is_file() else {}
 
     def predictions(self) -> dict[str, np.ndarray]:
-        """predictions.npz of the final epoch as a dict of arrays (keys documented in ``hdm.experiment``)."""
+        """predictions.npz of the final epoch as a dict of arrays (keys: ``hdm.engine.prediction``)."""
         path = self.dir / PREDICTIONS
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: the run is not finished (done={self.done})")
@@ -377,10 +452,7 @@ class Run:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The model weights of ``checkpoint`` (on the CPU)."""
-        path = self.checkpoint
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: the run has no checkpoint yet")
-        return torch.load(path, map_location="cpu", weights_only=True)["model"]
+        return self._load(self.checkpoint)["model"]
 
     def load_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The run's model with the weights of ``checkpoint``, in eval mode, on ``device``."""
@@ -391,8 +463,101 @@ class Run:
         model.load_state_dict(state)
         return model.to(device).eval()
 
+    def load_checkpoint(self) -> dict | None:
+        """last.pt (the resumable state), or None when there is none yet."""
+        path = self.dir / LAST
+        return self._load(path) if path.is_file() else None
+
+    def _load(self, path: Path) -> dict:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: the run has no checkpoint yet")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises EOFError, RuntimeError, UnpicklingError... for damaged files
+            fix = f"delete it to restart the run from epoch 1" if path.name == LAST else f"delete {self.dir} to retrain it"
+            raise DamagedRunError(f"{path} cannot be read ({type(exc).__name__}: {exc}); {fix}") from None
+
+    def evaluation(self, key: str) -> dict | None:
+        """The cached ``evaluate()`` metrics under ``eval/<key>.json``, or None."""
+        path = self.dir / EVAL_DIR / f"{key}.json"
+        return read_json(path)["metrics"] if path.is_file() else None
+
     def __repr__(self) -> str:
         return f"Run({str(self.dir)!r}, done={self.done})"
+
+    # -- writing (nothing else writes into a run folder) ---------------------------------------------------
+
+    def write_config(self, cfg: Config) -> None:
+        """config.json: the resolved config, its hash and the identity hashed (rewritten only if it differs)."""
+        saved = {**cfg.to_dict(), "hash": run_hash(cfg), "identity": run_identity(cfg)}
+        path = self.dir / CONFIG
+        if not path.is_file() or read_json(path) != saved:
+            write_json(path, saved)
+
+    def log_handler(self) -> logging.Handler:
+        """A handler appending log lines to train.log (remove and close it when done)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.dir / LOG)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        return handler
+
+    def start_session(self, seed: int, device: torch.device, world_size: int, first_epoch: int) -> dict:
+        """Create or extend ``provenance.json`` with a new session; returns the provenance dict (written)."""
+        path = self.dir / PROVENANCE
+        prov = read_json(path) if path.is_file() else {
+            "seed": seed, "python": sys.version.split()[0], "platform": platform.platform(),
+            "packages": package_versions(), "git": git_state(), "code_version": code_version(), "created": now(),
+            "finished": None, "sessions": [],
+        }  # fmt: skip
+        prov["sessions"].append({
+            "host": socket.gethostname(), "pid": os.getpid(), "device": device_name(device),
+            "world_size": world_size, "first_epoch": first_epoch, "start": now(), "end": None,
+            "torch": torch.__version__, "git": git_state(),
+        })  # fmt: skip
+        write_json(path, prov)
+        return prov
+
+    def end_session(self, finished: bool) -> None:
+        """Stamp the end time of the current (last) session, and the run's finish time when ``finished``."""
+        path = self.dir / PROVENANCE
+        prov = read_json(path)
+        prov["sessions"][-1]["end"] = now()
+        if finished:
+            prov["finished"] = prov["sessions"][-1]["end"]
+        write_json(path, prov)
+
+    def save_checkpoint(self, state: dict) -> None:
+        """last.pt (model, optimiser, scheduler, epoch, RNG states, history)."""
+        save_torch(self.dir / LAST, state)
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        """metrics.csv from the history (one dict per epoch); floats keep every bit (shortest repr)."""
+        write_text(self.dir / METRICS, pd.DataFrame(rows).to_csv(index=False))
+
+    def finish(self, final_state: dict, predictions: dict[str, np.ndarray], results: list[dict] | None,
+               history: list[dict]) -> None:  # fmt: skip
+        """Write final.pt, predictions.npz, results.json (when given) and metrics.csv, close the session,
+        then ``done`` with every file's size and SHA-256 (last, so a killed finish leaves an unfinished run)."""
+        save_torch(self.dir / FINAL, final_state)
+        save_npz(self.dir / PREDICTIONS, predictions)
+        if results is not None:
+            write_json(self.dir / RESULTS, results)
+        self.write_metrics(history)
+        self.end_session(finished=True)
+        files = {name: {"size": (self.dir / name).stat().st_size, "sha256": sha256(self.dir / name)}
+                 for name in CHECKED if (self.dir / name).is_file()}  # fmt: skip
+        write_json(self.dir / DONE, {"finished": now(), "code_version": code_version(), "files": files})
+
+    def save_evaluation(self, key: str, metrics: dict, arrays: dict[str, np.ndarray], **info) -> None:
+        """``eval/<key>.json`` (metrics and ``info``) and its predictions ``eval/<key>.npz``."""
+        path = self.dir / EVAL_DIR / f"{key}.json"
+        save_npz(path.with_suffix(".npz"), arrays)
+        write_json(path, {**info, "created": now(), "metrics": metrics})
+
+    def discard_if_empty(self) -> None:
+        """Remove the folder of a start that failed before its first checkpoint (nothing in it is worth keeping)."""
+        if self.dir.is_dir() and not (self.dir / LAST).exists() and not (self.dir / DONE).exists():
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def open_run(path: Path | str) -> Run:
@@ -413,3 +578,16 @@ def list_runs(root: Path | str | None = None) -> list[Run]:
     if not root.is_dir():
         return []
     return [Run(p) for p in sorted(root.iterdir()) if (p / CONFIG).is_file()]
+
+
+def status(run: Run) -> str:
+    """One word for ``hdm runs``: done, damaged, open (unfinished) or other-code (trained by other code)."""
+    try:
+        if not run.current_code:
+            return "other-code"
+        if run.done:
+            run.verify()
+            return "done"
+    except DamagedRunError:
+        return "damaged"
+    return "open"

@@ -31,23 +31,23 @@ def rounded_pixels(joints: torch.Tensor) -> torch.Tensor:
     return torch.floor(joints + 0.5).long()
 
 
-def target_weight(joints: torch.Tensor, visibility: torch.Tensor, heatmap_size: tuple[int, int]) -> torch.Tensor:
+def target_weight(joints: torch.Tensor, visibility: torch.Tensor, heatmap_hw: tuple[int, int]) -> torch.Tensor:
     """Weight of each joint: 1 if labelled and its rounded pixel is inside the heatmap, else 0.
 
     Args:
-        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_size: (H, W).
+        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_hw: (H, W).
     Returns:
         (B, K) float, dtype of ``joints``.
     """
     _check_joints(joints, visibility)
-    height, width = heatmap_size
+    height, width = heatmap_hw
     pix = rounded_pixels(joints)
     inside = (pix[..., 0] >= 0) & (pix[..., 0] < width) & (pix[..., 1] >= 0) & (pix[..., 1] < height)
     return (inside & (visibility > 0)).to(joints.dtype)
 
 
 def gaussian_heatmaps(
-    joints: torch.Tensor, visibility: torch.Tensor, heatmap_size: tuple[int, int], sigma: float = 2.0
+    joints: torch.Tensor, visibility: torch.Tensor, heatmap_hw: tuple[int, int], sigma: float = 2.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """HRNet's Gaussian-smoothed targets (the baseline of Table 1).
 
@@ -55,14 +55,14 @@ def gaussian_heatmaps(
     (radius 3σ), zero elsewhere and zero for joints that do not count.
 
     Args:
-        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_size: (H, W). sigma: heatmap px.
+        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_hw: (H, W). sigma: heatmap px.
     Returns:
         heatmaps (B, K, H, W) and target_weight (B, K), both in the dtype of ``joints``.
     """
     if sigma <= 0:
         raise ValueError(f"sigma must be positive (heatmap px), got {sigma}")
-    weight = target_weight(joints, visibility, heatmap_size)
-    height, width = heatmap_size
+    weight = target_weight(joints, visibility, heatmap_hw)
+    height, width = heatmap_hw
     radius = int(3 * sigma)
     centre = rounded_pixels(joints).to(joints.dtype)  # (B, K, 2)
     xs = torch.arange(width, dtype=joints.dtype, device=joints.device)
@@ -77,7 +77,7 @@ def gaussian_heatmaps(
 def subpixel_gaussian_heatmaps(
     joints: torch.Tensor,
     visibility: torch.Tensor,
-    heatmap_size: tuple[int, int],
+    heatmap_hw: tuple[int, int],
     sigma: float = 2.0,
     truncate: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,14 +88,14 @@ def subpixel_gaussian_heatmaps(
     upper bound). Zero for joints that do not count.
 
     Args:
-        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_size: (H, W). sigma: heatmap px, > 0.
+        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_hw: (H, W). sigma: heatmap px, > 0.
     Returns:
         heatmaps (B, K, H, W) and target_weight (B, K), in the dtype of ``joints``.
     """
     if sigma <= 0:
         raise ValueError(f"sigma must be positive (heatmap px), got {sigma}")
-    weight = target_weight(joints, visibility, heatmap_size)
-    height, width = heatmap_size
+    weight = target_weight(joints, visibility, heatmap_hw)
+    height, width = heatmap_hw
     xs = torch.arange(width, dtype=joints.dtype, device=joints.device).view(1, 1, 1, width)
     ys = torch.arange(height, dtype=joints.dtype, device=joints.device).view(1, 1, height, 1)
     dist2 = (xs - joints[..., 0, None, None]) ** 2 + (ys - joints[..., 1, None, None]) ** 2
@@ -108,17 +108,17 @@ def subpixel_gaussian_heatmaps(
 
 
 def dot_heatmaps(
-    joints: torch.Tensor, visibility: torch.Tensor, heatmap_size: tuple[int, int]
+    joints: torch.Tensor, visibility: torch.Tensor, heatmap_hw: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dot-annotated targets: 1 at the joint's rounded pixel, 0 elsewhere (and all 0 for joints that do not count).
 
     Args:
-        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_size: (H, W).
+        joints: (B, K, 2) heatmap px. visibility: (B, K). heatmap_hw: (H, W).
     Returns:
         heatmaps (B, K, H, W) and target_weight (B, K).
     """
-    weight = target_weight(joints, visibility, heatmap_size)
-    height, width = heatmap_size
+    weight = target_weight(joints, visibility, heatmap_hw)
+    height, width = heatmap_hw
     pix = rounded_pixels(joints)
     batch, joints_count = joints.shape[:2]
     flat = torch.zeros(batch, joints_count, height * width, dtype=joints.dtype, device=joints.device)
@@ -128,7 +128,7 @@ def dot_heatmaps(
 
 
 def demanders(
-    joints: torch.Tensor, heatmap_size: tuple[int, int], mode: str = "subpixel"
+    joints: torch.Tensor, heatmap_hw: tuple[int, int], mode: str = "subpixel"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The demanders D^k of eq. (2): heatmap pixels that receive the joint's unit mass.
 
@@ -140,12 +140,12 @@ def demanders(
     pixel; joints farther out should carry target weight 0 (see :func:`target_weight`).
 
     Args:
-        joints: (B, K, 2) heatmap px. heatmap_size: (H, W). mode: "subpixel" | "naive".
+        joints: (B, K, 2) heatmap px. heatmap_hw: (H, W). mode: "subpixel" | "naive".
     Returns:
         positions (B, K, M, 2) int64 heatmap px (x, y) and masses (B, K, M) in the dtype of ``joints``, summing to 1.
     """
     _check_joints(joints)
-    height, width = heatmap_size
+    height, width = heatmap_hw
     upper = torch.tensor([width - 1, height - 1], dtype=joints.dtype, device=joints.device)
     clamped = torch.minimum(joints.clamp(min=0), upper)
     if mode == "naive":

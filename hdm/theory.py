@@ -293,7 +293,7 @@ def theorem1_terms(pred: torch.Tensor, gauss: torch.Tensor, dot: torch.Tensor) -
 
 
 def eq5_violation(
-    joints: torch.Tensor, heatmap_size: tuple[int, int], sigma: float = 2.0, visibility: torch.Tensor | None = None
+    joints: torch.Tensor, heatmap_hw: tuple[int, int], sigma: float = 2.0, visibility: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Eq. 5 gap ||H_dot||^2 - <H_Gau, H_dot> per joint when H_Gau is the sub-pixel-centred Gaussian.
 
@@ -302,7 +302,7 @@ def eq5_violation(
     eq. 4 is ``EQ4_RESIDUAL_FACTOR`` times its expectation (summed over joints).
 
     Args:
-        joints: (B, K, 2) heatmap px, (x, y). heatmap_size: (H, W). sigma: heatmap px.
+        joints: (B, K, 2) heatmap px, (x, y). heatmap_hw: (H, W). sigma: heatmap px.
         visibility: (B, K) or None (all labelled).
     Returns:
         (B, K) float64, dimensionless, in [0, 1).
@@ -310,8 +310,8 @@ def eq5_violation(
     joints = joints.double()
     if visibility is None:
         visibility = torch.ones(joints.shape[:2], dtype=joints.dtype, device=joints.device)
-    gauss, _ = subpixel_gaussian_heatmaps(joints, visibility, heatmap_size, sigma)
-    dot, _ = dot_heatmaps(joints, visibility, heatmap_size)
+    gauss, _ = subpixel_gaussian_heatmaps(joints, visibility, heatmap_hw, sigma)
+    dot, _ = dot_heatmaps(joints, visibility, heatmap_hw)
     return eq5_gap_per_joint(gauss, dot)
 
 
@@ -341,19 +341,19 @@ def uniform_offset_eq5_violation(sigma: float = 2.0) -> float:
 
 
 def dataset_eq5_violation(
-    joints: torch.Tensor, visibility: torch.Tensor, heatmap_size: tuple[int, int], sigma: float = 2.0
+    joints: torch.Tensor, visibility: torch.Tensor, heatmap_hw: tuple[int, int], sigma: float = 2.0
 ) -> dict[str, float]:
     """Expectation of the eq. 5 gap (and of eq. 4's residual) over a dataset's joints, sub-pixel-centred Gaussians.
 
     Args:
-        joints: (B, K, 2) heatmap px, (x, y). visibility: (B, K). heatmap_size: (H, W). sigma: heatmap px.
+        joints: (B, K, 2) heatmap px, (x, y). visibility: (B, K). heatmap_hw: (H, W). sigma: heatmap px.
     Returns:
         dict of floats: counted_joints (joints with target weight 1), mean_gap_per_joint (over counted joints),
         max_gap, eq4_residual_per_image (EQ4_RESIDUAL_FACTOR * mean over images of Σ_k gap, the residual of eq. 4
         in the units of R, i.e. summed squares per image), uniform_reference (:func:`uniform_offset_eq5_violation`).
     """
-    gap = eq5_violation(joints, heatmap_size, sigma, visibility)
-    counted = target_weight(joints.double(), visibility, heatmap_size) > 0
+    gap = eq5_violation(joints, heatmap_hw, sigma, visibility)
+    counted = target_weight(joints.double(), visibility, heatmap_hw) > 0
     n = int(counted.sum())
     return {
         "counted_joints": n,
@@ -372,13 +372,13 @@ def offset_grid(steps: int = 11, max_offset: float = 0.5) -> torch.Tensor:
 
 
 def eq5_violation_table(
-    offsets: torch.Tensor, sigmas: Sequence[float] = (1.0, 2.0, 3.0), heatmap_size: tuple[int, int] = (64, 48)
+    offsets: torch.Tensor, sigmas: Sequence[float] = (1.0, 2.0, 3.0), heatmap_hw: tuple[int, int] = (64, 48)
 ) -> pd.DataFrame:
     """Tidy table of the eq. 5 gap for joints at a pixel centre + offset, one row per (sigma, offset).
 
     The joint is placed at the heatmap's central pixel plus the offset, far from the borders.
     Args:
-        offsets: (N, 2) heatmap px, (δx, δy). sigmas: Gaussian widths, heatmap px. heatmap_size: (H, W).
+        offsets: (N, 2) heatmap px, (δx, δy). sigmas: Gaussian widths, heatmap px. heatmap_hw: (H, W).
     Returns:
         DataFrame with columns sigma, offset_x, offset_y, distance (joint to its rounded pixel, px), eq5_gap
         (measured on heatmaps), eq5_gap_closed_form (1 - exp(-d^2/2σ^2)), eq4_residual (EQ4_RESIDUAL_FACTOR * gap).
@@ -386,12 +386,12 @@ def eq5_violation_table(
     offsets = torch.as_tensor(offsets, dtype=torch.float64)
     if offsets.ndim != 2 or offsets.shape[-1] != 2:
         raise ValueError(f"offsets must have shape (N, 2) in heatmap px, got {tuple(offsets.shape)}")
-    height, width = heatmap_size
+    height, width = heatmap_hw
     joints = (offsets + torch.tensor([width // 2, height // 2], dtype=torch.float64)).unsqueeze(1)  # (N, 1, 2)
     distance = (joints - rounded_pixels(joints).double()).norm(dim=-1)[:, 0]
     frames = []
     for sigma in sigmas:
-        gap = eq5_violation(joints, heatmap_size, sigma)[:, 0]
+        gap = eq5_violation(joints, heatmap_hw, sigma)[:, 0]
         frames.append(
             pd.DataFrame(
                 {

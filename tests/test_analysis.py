@@ -92,3 +92,245 @@ def test_entropic_loss_approaches_the_exact_one_as_eps_shrinks():
     assert table["gradient_cosine_min"].iloc[-1] > 0.99
     with pytest.raises(ValueError, match="no joint counts"):
         solver_agreement(maps, joints, torch.zeros_like(vis))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the notebooks decide: picks, worst joints, Table 1 assembly, readings
+
+from types import SimpleNamespace
+
+from hdm import analysis, paper
+
+
+def _predictions(seed=0, n=12, k=17):
+    rng = np.random.default_rng(seed)
+    return {"index": np.arange(100, 100 + n), "keypoint_flags": rng.integers(0, 3, size=(n, k)),
+            "image_joints": rng.normal(size=(n, k, 2)) * 40, "image_coords": rng.normal(size=(n, k, 2)) * 40,
+            "scale": np.full((n, 2), 1.25)}
+
+
+def test_pick_joints_draws_distinct_visible_joints_deterministically_per_seed():
+    p = _predictions()
+    flag_of = {(int(i), k): p["keypoint_flags"][row, k] for row, i in enumerate(p["index"]) for k in range(17)}
+    for seed in range(20):
+        picks = analysis.pick_joints(p, 6, seed)
+        assert len(picks) == 6 and len(set(picks)) == 6
+        assert all(flag_of[pick] == analysis.VISIBLE for pick in picks)
+        assert all(isinstance(i, int) and isinstance(k, int) for i, k in picks)
+        assert analysis.pick_joints(p, 6, seed) == picks
+    assert len({tuple(analysis.pick_joints(p, 6, s)) for s in range(20)}) > 1  # the seed matters
+    occluded = analysis.pick_joints(p, 3, 0, flag=1)
+    assert all(flag_of[pick] == 1 for pick in occluded)
+    # every visible joint can be picked, and asking for all of them returns each once
+    visible = int((p["keypoint_flags"] == 2).sum())
+    assert sorted(analysis.pick_joints(p, visible, 1)) == sorted(k for k, f in flag_of.items() if f == 2)
+    with pytest.raises(ValueError, match="cannot pick"):
+        analysis.pick_joints(p, visible + 1, 0)
+
+
+def test_worst_joints_are_the_largest_errors_with_deterministic_ties():
+    errors = pd.DataFrame({"sample": [0, 0, 1, 1, 2], "index": [7, 7, 8, 8, 9], "joint": [0, 3, 1, 2, 0],
+                           "error_rel": [0.1, 0.5, 0.5, 0.2, 0.9]})
+    worst = analysis.worst_joints(errors.sample(frac=1, random_state=3), 3)
+    assert worst["error_rel"].tolist() == [0.9, 0.5, 0.5]
+    assert list(zip(worst["index"], worst["joint"])) == [(9, 0), (7, 3), (8, 1)]  # tie: earlier sample first
+    assert len(analysis.worst_joints(errors, 10)) == 5
+    with pytest.raises(ValueError):
+        analysis.worst_joints(errors.iloc[:0], 2)
+    # on real-shaped errors: nothing outside the selection is worse than what it holds
+    e = analysis.joint_errors(_predictions(1))
+    w = analysis.worst_joints(e, 5)
+    assert e["error_rel"].nlargest(5).tolist() == w["error_rel"].tolist()
+
+
+def test_split_picks_maps_dataset_indices_to_grid_rows():
+    indices, panels = analysis.split_picks([(105, 3), (101, 0), (105, 7)])
+    assert indices == [105, 101, 105] and panels == [(0, 3), (1, 0), (2, 7)]
+    frame = pd.DataFrame({"index": np.array([4, 2]), "joint": np.array([16, 1]), "error_rel": [0.3, 0.2]})
+    assert analysis.split_picks(frame) == ([4, 2], [(0, 16), (1, 1)])
+    with pytest.raises(ValueError):
+        analysis.split_picks([])
+
+
+def test_joint_errors_names_visibility_and_stacking():
+    p = _predictions()
+    e = analysis.joint_errors(p)
+    assert set(e["name"]) <= set(analysis.default_joint_names(17)) and "nose" in analysis.default_joint_names(17)
+    assert (e["visibility"] == e["flag"].map({1: "occluded", 2: "visible"})).all()
+    with pytest.raises(ValueError, match="joint names"):
+        analysis.joint_errors(p, ["a"])
+    stacked = analysis.stack_joint_errors({("hdm", 0): p, ("dot", 1): _predictions(2)})
+    assert set(zip(stacked["method"], stacked["seed"])) == {("hdm", 0), ("dot", 1)}
+    assert (stacked[stacked["method"] == "hdm"]["error_px"].to_numpy() == e["error_px"].to_numpy()).all()
+    split = analysis.error_by_visibility(stacked, 0.2, by="method")
+    alone = analysis.error_by_visibility(stacked[stacked["method"] == "dot"], 0.2)
+    pd.testing.assert_frame_equal(split[split["method"] == "dot"].drop(columns="method").reset_index(drop=True), alone)
+
+
+def test_error_summary_shares_within_thresholds():
+    errors = pd.DataFrame({"method": ["a"] * 4 + ["b"] * 2, "error_rel": [0.01, 0.06, 0.1, 0.4, 0.2, 0.3]})
+    s = analysis.error_summary(errors, ["method"]).set_index("method")
+    assert s.loc["a", "joints"] == 4 and s.loc["a", "within_0.05"] == 0.25 and s.loc["a", "within_0.1"] == 0.75
+    assert s.loc["b", "within_0.1"] == 0 and s.loc["b", "median"] == pytest.approx(0.25)
+
+
+def test_final_epoch_table_takes_each_runs_last_epoch():
+    metrics = {("hdm", 0): pd.DataFrame({"epoch": [2, 1, 3], "AP": [0.2, 0.1, 0.3], "PCK": [1, 2, 3]}),
+               ("dot", 1): pd.DataFrame({"epoch": [1, 2], "AP": [0.5, 0.4], "PCK": [4, 5]})}
+    table = analysis.final_epoch_table(metrics, ["AP"])
+    assert table.to_dict("records") == [{"method": "hdm", "seed": 0, "AP": 0.3}, {"method": "dot", "seed": 1, "AP": 0.4}]
+    with pytest.raises(KeyError):
+        analysis.final_epoch_table(metrics, ["AR"])
+
+
+def test_decoder_ablation_crosses_decoders_only_for_the_given_runs():
+    def run(decoder, ap):
+        return SimpleNamespace(metrics=pd.DataFrame({"epoch": [1, 2], "AP": [0.0, ap]}),
+                               config=SimpleNamespace(decoder=decoder))
+
+    runs = {("hdm", 0): run("local_com", 0.5), ("gaussian", 0): run("argmax_shift", 0.4),
+            ("hdm_naive", 0): run("local_com", 0.3)}
+    calls = []
+
+    def evaluate(r, decoder):
+        calls.append((r.config.decoder, decoder))
+        return {"AP": {"argmax_shift": 0.45, "local_com": 0.41}[decoder]}
+
+    rows = analysis.decoder_ablation(runs, ["AP"], evaluate, cross=[("hdm", 0), ("gaussian", 0)])
+    assert sorted(calls) == [("argmax_shift", "local_com"), ("local_com", "argmax_shift")]
+    assert len(rows) == 5 and not rows.duplicated(["model", "seed", "decoder"]).any()
+    got = rows.set_index(["model", "decoder"])["AP"]
+    assert got[("hdm", "local_com")] == 0.5 and got[("hdm", "argmax_shift")] == 0.45
+    assert got[("gaussian", "local_com")] == 0.41 and ("hdm_naive", "argmax_shift") not in got.index
+
+
+def _table1_summary(ap, pck=None):
+    final = pd.DataFrame([{"method": m, "seed": s, **{c: ap[m] + 0.002 * s for c in paper.TABLE1.columns},
+                           "PCK": (pck or ap)[m]} for m in ap for s in (0, 1)])
+    return analysis.summarise_over_seeds(final, ["method"], list(paper.TABLE1.columns) + ["PCK"])
+
+
+def test_table1_rows_follow_the_paper_order_ours_then_paper():
+    summary = _table1_summary({"hdm": 0.5, "dot": 0.2, "gaussian": 0.4})  # deliberately not in the paper's order
+    table = analysis.table1_beside_paper(summary, paper.TABLE1, ("gaussian", "dot", "hdm"), source="ours (smoke)")
+    labels = [paper.METHOD_LABELS[m] for m in ("gaussian", "dot", "hdm")]
+    assert table["method"].tolist() == [label for label in labels for _ in range(2)]
+    assert table["source"].tolist() == ["ours (smoke)", "paper (COCO, W48)"] * 3
+    assert list(table.columns) == ["method", "source", *paper.TABLE1.columns]
+    ours = table[table["source"] == "ours (smoke)"].set_index("method")
+    assert ours.loc["Our method", "AP"] == "50.1 ± 0.1"  # mean ± std of the seeds, in %
+    reported = table[table["source"].str.startswith("paper")].set_index("method")
+    for method, label in zip(("gaussian", "dot", "hdm"), labels):  # the paper's numbers unchanged
+        assert reported.loc[label].drop("source").astype(float).tolist() == paper.TABLE1.loc[method].tolist()
+    # a method we did not train keeps the paper's row only
+    partial = analysis.table1_beside_paper(summary[summary["method"] != "dot"], paper.TABLE1)
+    assert partial.groupby("source").size().to_dict() == {"ours": 2, "paper (COCO, W48)": 3}
+
+
+def test_rank_order_and_strict_order():
+    assert analysis.rank_order({"a": 1.0, "b": 3.0, "c": 2.0}) == "b > c > a"
+    assert analysis.rank_order({"a": 1.04, "b": 1.01, "c": 0.5}, {"a": "A"}, digits=1) == "A = b > c"
+    assert analysis.strictly_ordered({"a": 3, "b": 2, "c": 1}, ["a", "b", "c"])
+    assert not analysis.strictly_ordered({"a": 3, "b": 3, "c": 1}, ["a", "b", "c"])
+    assert not analysis.strictly_ordered({"a": 1.04, "b": 1.01}, ["a", "b"], digits=1)
+
+
+def test_table1_reading_says_reproduced_exactly_when_ours_beats_gaussian_beats_dot():
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(60):
+        ap = dict(zip(("gaussian", "dot", "hdm"), rng.choice([0.1, 0.2, 0.3, 0.31], 3)))
+        text = analysis.table1_reading(_table1_summary(ap), "smoke", 2)
+        means = {m: round(100 * (ap[m] + 0.001), 1) for m in ap}
+        holds = means["hdm"] > means["gaussian"] > means["dot"]
+        assert ("**is reproduced**" in text) == holds and ("**is not reproduced**" in text) == (not holds)
+        assert f"ours {means['hdm']:.1f}" in text and "77.1 / 46.6 / 78.8" in text
+        seen.add(holds)
+    assert seen == {True, False}
+    agree = analysis.table1_reading(_table1_summary({"gaussian": 0, "dot": 0, "hdm": 0},
+                                                    {"gaussian": 0.5, "dot": 0.2, "hdm": 0.7}), "smoke", 2)
+    assert "**is not reproduced**" in agree and "**agrees**" in agree and "order Gaussian = dot = ours" in agree
+    solver = pd.DataFrame({"eps": [0.5, 0.05], "model": ["Our method"] * 2, "relative_excess": [0.2, 0.01],
+                           "gradient_cosine": [0.9, 0.99]})
+    assert "ε = 0.05 px" in analysis.table1_reading(_table1_summary({"gaussian": 0, "dot": 0, "hdm": 0}), "s", 1,
+                                                     solver=solver)
+
+
+def _fig2_summary(rho_a, inc_a, rho_b, inc_b):
+    per_run = pd.DataFrame([
+        {"method": "gaussian", "loss": "pixel-wise MSE", "seed": s, "spearman": rho_a + d, "inconsistent_epochs": inc_a + d}
+        for s, d in enumerate((-0.1, 0.1))] + [
+        {"method": "hdm", "loss": "ours (EMD)", "seed": s, "spearman": rho_b + d, "inconsistent_epochs": inc_b + d}
+        for s, d in enumerate((-0.1, 0.1))])  # fmt: skip
+    return analysis.summarise_over_seeds(per_run, ["method", "loss"], ["spearman", "inconsistent_epochs"])
+
+
+def test_fig2_reading_says_holds_exactly_when_ours_tracks_accuracy_better():
+    rng = np.random.default_rng(1)
+    seen = set()
+    for _ in range(80):
+        rho_a, rho_b = rng.uniform(-1, 1, 2).round(2)
+        inc_a, inc_b = rng.integers(0, 4, 2)
+        text = analysis.fig2_reading(_fig2_summary(rho_a, inc_a, rho_b, inc_b), "PCK", "smoke", 2, (1, 2))
+        holds = rho_b < rho_a and inc_b < inc_a
+        assert ("**holds**" in text) == holds and ("**does not hold**" in text) == (not holds)
+        assert f"ρ = {rho_b:.2f} (± 0.14)" in text
+        seen.add(holds)
+    assert seen == {True, False}
+    undefined = _fig2_summary(float("nan"), 1, -1, 0)
+    assert "**cannot be judged**" in analysis.fig2_reading(undefined, "PCK", "smoke", 2, (1, 2))
+    with pytest.raises(KeyError, match="no summary row"):
+        analysis.fig2_reading(undefined, "PCK", "smoke", 2, (1, 2), ours=("dot", "ours (EMD)"))
+
+
+def test_epoch_window_and_accuracy_choice():
+    assert analysis.epoch_window(pd.DataFrame({"epoch": [1, 2]}), 2) == (1, 2)  # smoke: 2 epochs
+    assert analysis.epoch_window(pd.DataFrame({"epoch": range(1, 16)}), 2) == (2, 15)
+    with pytest.raises(ValueError):
+        analysis.epoch_window(pd.DataFrame({"epoch": [1]}))
+    assert analysis.tracking_accuracy("PCKh") == "PCKh" and analysis.tracking_accuracy("AP") == "PCK"
+    assert analysis.tracking_accuracy("AP", "AP") == "AP"
+    stacked = analysis.stack_metrics({("hdm", 0): pd.DataFrame({"epoch": [1]}), ("dot", 2): pd.DataFrame({"epoch": [1]})})
+    assert stacked[["method", "seed"]].values.tolist() == [["hdm", 0], ["dot", 2]]
+
+
+def test_theorem1_reading_follows_the_numbers():
+    symbolic = {"factor": 2, "residual_is_factor_times_gap": True, "zero_under_eq5": True}
+    dataset = {"mean_gap_per_joint": 0.05, "max_gap": 0.1, "eq4_residual_per_image": 1.5, "uniform_reference": 0.04}
+    exact = {"relative_residual": 1e-16, "residual": 1e-14, "eq5_gap": 0.0}
+    broken = {"relative_residual": 0.02, "residual": 0.8, "eq5_gap": 0.4}
+    text = analysis.theorem1_reading(symbolic, exact, broken, dataset)
+    assert "**is confirmed**" in text and "**holds**" in text and "**fails**" in text and "1.000 ×" in text
+    text = analysis.theorem1_reading({**symbolic, "zero_under_eq5": False}, broken, exact, dataset)
+    assert "**is not confirmed**" in text and "**does not hold**" in text and "**still holds**" in text
+
+
+def test_fig1_and_fig3_readings_follow_the_numbers():
+    coords = pd.DataFrame({"baseline error px": [3.0, 1.0, 2.0], "ours error px": [1.0, 2.0, 0.5]})
+    reported = analysis.paper_qualitative_rows()
+    assert len(reported) == len(paper.FIG1_ROWS)
+    assert reported["ours error px"].mean() < reported["baseline error px"].mean()  # the paper's rows favour ours
+    text = analysis.fig1_reading(coords, reported)
+    assert "closer on 2 of 3" in text and "**agrees**" in text
+    assert "**does not agree**" in analysis.fig1_reading(coords.rename(columns={
+        "baseline error px": "ours error px", "ours error px": "baseline error px"}), reported)
+
+    def split(share_joints, share_worst):
+        return pd.DataFrame([{"model": m, "visibility": v, "share_of_joints": j, "share_of_worst": w}
+                             for m in ("baseline", "ours")
+                             for v, j, w in (("occluded", share_joints, share_worst),
+                                             ("visible", 1 - share_joints, 1 - share_worst))])
+
+    assert "**do** concentrate" in analysis.fig3_reading(split(0.2, 0.5), 0.05)
+    assert "**do not** concentrate" in analysis.fig3_reading(split(0.2, 0.2), 0.05)
+    assert "**cannot be tested**" in analysis.fig3_reading(split(0.2, 0.5).query("visibility == 'visible'"), 0.05)
+
+
+def test_solver_agreement_accepts_arrays():
+    g = torch.Generator().manual_seed(1)
+    joints = torch.rand(1, 2, 2, generator=g, dtype=torch.float64) * 8
+    vis = torch.ones(1, 2, dtype=torch.float64)
+    maps, _ = gaussian_heatmaps(joints, vis, (10, 9), 1.5)
+    from_tensors = solver_agreement(maps, joints, vis, (0.5,))
+    from_arrays = solver_agreement(maps.float().numpy(), joints.numpy(), vis.numpy(), (0.5,))
+    assert from_arrays["exact_loss"].iloc[0] == pytest.approx(from_tensors["exact_loss"].iloc[0], rel=1e-5)

@@ -260,7 +260,7 @@ def test_flip_crops_the_mirrored_image_around_the_mirrored_centre(tmp_path):
         expected_center = record.center * [-1, 1] + [255, 0] if s["flipped"] else record.center
         assert np.allclose(s["center"].numpy(), expected_center, atol=1e-4)
         source = np.ascontiguousarray(rgb[:, ::-1]) if s["flipped"] else rgb
-        ref = cv2.warpAffine(source, crop_matrix(expected_center, record.scale, 0.0, (192, 256))[:2], (192, 256))
+        ref = cv2.warpAffine(source, crop_matrix(expected_center, record.scale, 0.0, (256, 192))[:2], (192, 256))
         assert np.abs(to_uint8(s["image"]) - ref).max() < 1.5
         flipped += s["flipped"]
     assert 0 < flipped < 6

@@ -13,8 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from hdm import distributed, experiment, runs
-from hdm.experiment import preset, train
+from hdm import distributed, runs
+from hdm.engine import build_data, training
+from hdm.methods import method_loss
+from hdm.config import preset
+from hdm.engine import train
 from hdm.models import get_model
 from hdm.paths import REPO_ROOT
 
@@ -93,7 +96,7 @@ def test_global_batchnorm_equals_batchnorm_on_the_whole_batch(tmp_path):
 
 METHODS = ("gaussian", "hdm")
 STEPS = dict(epochs=2, batch_size=8, max_train_samples=16)  # 2 epochs x 2 steps of a global batch of 8
-SMALL = dict(input_size=(64, 64), heatmap_size=(16, 16))  # float64 convolutions are slow on a CPU
+SMALL = dict(input_hw=(64, 64), heatmap_hw=(16, 16))  # float64 convolutions are slow on a CPU
 
 
 def _train_steps(out_path: str) -> None:
@@ -106,14 +109,14 @@ def _train_steps(out_path: str) -> None:
         out = {}
         for method in METHODS:
             cfg = preset("smoke", method, seed=0, **STEPS, **SMALL)
-            data = experiment.build_data(cfg)
+            data = build_data(cfg)
             torch.manual_seed(cfg.seed)
             model = get_model(cfg.model, data.num_joints).double()
             net = distributed.wrap_model(model, info, cpu)
             optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-            loader = experiment.train_loader(data.train, cfg, info, cpu)
-            loss_fn = experiment.MethodLoss(method, cfg.sigma)
-            losses = [experiment.train_epoch(net, loader, loss_fn, optimizer, e, cfg.seed, info, cpu) for e in range(2)]
+            loader = training.train_loader(data.train, cfg, info, cpu)
+            loss_fn = method_loss(method, cfg)
+            losses = [training.train_epoch(net, loader, loss_fn, optimizer, e, cfg.seed, info, cpu) for e in range(2)]
             out[method] = {"model": model.state_dict(), "losses": losses, "batches": len(loader)}
         if info.main:
             torch.save(out, out_path)

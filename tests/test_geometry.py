@@ -23,12 +23,12 @@ from hdm.geometry import (
 )
 
 DATA = Path(__file__).parent / "data"
-INPUT, HEATMAP = (192, 256), (48, 64)
+INPUT, HEATMAP = (256, 192), (64, 48)  # (H, W)
 
 
-def hrnet_three_point_matrix(center, scale, rotation, output_size):
+def hrnet_three_point_matrix(center, scale, rotation, output_hw):
     """Independent reference: HRNet's get_affine_transform idea, rebuilt from three point correspondences."""
-    src_w, dst_w, dst_h = scale[0] * 200.0, output_size[0], output_size[1]
+    src_w, dst_h, dst_w = scale[0] * 200.0, output_hw[0], output_hw[1]
     a = math.radians(rotation)
     v = np.array([0.0, -0.5 * src_w])
     src_dir = np.array([v[0] * math.cos(a) - v[1] * math.sin(a), v[0] * math.sin(a) + v[1] * math.cos(a)])
@@ -68,7 +68,7 @@ def mpii_people():
 @pytest.mark.parametrize("rotation", [0.0, 17.5, -63.0, 90.0])
 def test_crop_matrix_matches_hrnet_three_point_construction(rotation):
     for _, box, _ in coco_people():
-        center, scale = box_to_center_scale(box, INPUT[0] / INPUT[1])
+        center, scale = box_to_center_scale(box, INPUT[1] / INPUT[0])
         for size in (INPUT, HEATMAP):
             ours = crop_matrix(center, scale, rotation, size)[:2]
             ref = hrnet_three_point_matrix(center, scale, rotation, size)
@@ -78,12 +78,12 @@ def test_crop_matrix_matches_hrnet_three_point_construction(rotation):
 
 
 def test_rotation_is_counter_clockwise_like_cv2():
-    center, scale, size = np.array([300.0, 200.0]), np.array([1.5, 2.0]), (192, 256)
+    center, scale, size = np.array([300.0, 200.0]), np.array([1.5, 2.0]), (256, 192)
     zoom = 192 / 300.0
     for angle in (30.0, -45.0):
         ours = crop_matrix(center, scale, angle, size)[:2]
         ref = cv2.getRotationMatrix2D((300.0, 200.0), angle, zoom)  # counter-clockwise about the centre
-        ref[:, 2] += np.array(size) / 2 - center  # then move the centre to the crop centre
+        ref[:, 2] += np.array(size[::-1]) / 2 - center  # then move the centre to the crop centre
         assert np.allclose(ours, ref, atol=1e-9)
 
 
@@ -117,7 +117,7 @@ def test_vectorised_maps_equal_matrices_and_input_is_stride_times_heatmap():
 def test_round_trip_on_real_coco_joints(rotation, flip):
     for joints, box, (width, _) in coco_people():
         pts = apply_affine(joints, hflip_matrix(width)) if flip else joints
-        center, scale = box_to_center_scale(box, INPUT[0] / INPUT[1])
+        center, scale = box_to_center_scale(box, INPUT[1] / INPUT[0])
         if flip:
             center = center * [-1, 1] + [width - 1, 0]
         heat = image_to_heatmap(pts[None], center[None], scale[None], HEATMAP, np.array([rotation]))

@@ -1,42 +1,184 @@
 """Every notebook executes at smoke scale with papermill and writes well-formed figures and tables.
 
 Outputs go to a temporary results folder (HDM_RESULTS) and runs to a shared temporary cache (HDM_RUNS), so the
-committed default-scale results are never touched. Also checks the committed notebooks carry no outputs and have
-one cell tagged "parameters".
+committed default-scale results are never touched. Also checks the committed notebooks: each is a jupytext pair,
+``notebooks/<name>.py`` (percent format, what is reviewed and linted) and ``notebooks/<name>.ipynb`` (what papermill
+and JupyterLab run), with the same cells, no outputs and one cell tagged "parameters"; ``jupytext --sync`` leaves
+them unchanged; saving through the Jupyter server that ``make lab`` starts rewrites both files; cells define no
+functions (logic lives in ``hdm.analysis`` / ``hdm.plots``, where it is unit-tested).
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import os
+import re
+import secrets
+import shlex
+import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = ("theorem1", "fig2", "table1", "fig1", "fig3")
+PAIRING = "ipynb,py:percent"
 EXPECTED = {
     "theorem1": {"figures": ["theorem1_eq5_violation"],
                  "tables": ["theorem1_eq6_steps", "theorem1_numeric_smoke", "theorem1_eq5_violation"]},
     "fig2": {"figures": ["fig2_smoke", "fig2_all_losses_smoke"],
              "tables": ["fig2_consistency_smoke", "fig2_consistency_runs_smoke"]},
-    "table1": {"figures": [], "tables": ["table1_smoke", "table1_ablations_smoke", "table1_runs_smoke",
-                                         "table1_solver_agreement_smoke"]},
+    "table1": {"figures": ["table1_joint_errors_smoke"],
+               "tables": ["table1_smoke", "table1_summary_smoke", "table1_ablations_smoke", "table1_runs_smoke",
+                          "table1_solver_agreement_smoke", "table1_joint_errors_smoke"]},
     "fig1": {"figures": ["fig1_smoke"], "tables": ["fig1_coordinates_smoke"]},
-    "fig3": {"figures": ["fig3_smoke"], "tables": ["fig3_error_by_visibility_smoke", "fig3_coordinates_smoke"]},
+    "fig3": {"figures": ["fig3_smoke", "fig3_joint_errors_smoke"],
+             "tables": ["fig3_error_by_visibility_smoke", "fig3_coordinates_smoke"]},
 }
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_committed_notebook_is_clean_and_parameterised(name):
-    notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    notebook = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
     code = [c for c in notebook.cells if c.cell_type == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs before committing"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
+        "strip outputs before committing: `jupyter nbconvert --clear-output --inplace notebooks/*.ipynb`")
     tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and "scale = " in tagged[0].source
+
+
+def _cells(path: Path) -> list[tuple[str, str, list[str]]]:
+    return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in jupytext.read(path).cells]
+
+
+def test_every_notebook_is_a_pair_and_nothing_else_is_there():
+    assert {p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")} == set(NOTEBOOKS)
+    assert {p.stem for p in NOTEBOOK_DIR.glob("*.py")} == set(NOTEBOOKS)  # no generator script beside them
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_py_and_ipynb_of_a_pair_hold_the_same_cells(name):
+    py, ipynb = NOTEBOOK_DIR / f"{name}.py", NOTEBOOK_DIR / f"{name}.ipynb"
+    assert _cells(py) == _cells(ipynb), f"{py.name} and {ipynb.name} differ: run `jupytext --sync {py}`"
+    for path in (py, ipynb):
+        metadata = jupytext.read(path).metadata
+        assert metadata["jupytext"]["formats"] == PAIRING and metadata["kernelspec"]["name"] == "python3"
+    header = re.search(r"jupytext_version: (\S+)", py.read_text()).group(1)
+    assert header == jupytext.__version__, f"{py.name} was written by jupytext {header}, the pin is {jupytext.__version__}"
+
+
+def test_jupytext_sync_is_a_no_op_on_the_committed_pairs(tmp_path):
+    for path in NOTEBOOK_DIR.iterdir():
+        if path.suffix in (".py", ".ipynb"):
+            shutil.copy(path, tmp_path / path.name)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    now = time.time()
+    for newer in (".py", ".ipynb"):  # a fresh checkout may leave either file of a pair the more recent
+        for path in tmp_path.iterdir():
+            os.utime(path, (now, now + 10 if path.suffix == newer else now))
+        command = [sys.executable, "-m", "jupytext", "--sync", *sorted(str(p) for p in tmp_path.glob("*.py"))]
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert completed.returncode == 0, completed.stderr
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, completed.stderr
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_cells_only_call_plot_and_display(name):
+    """Logic that a test should reach (functions, lambdas, classes) lives in hdm, not in cells."""
+    tree = ast.parse((NOTEBOOK_DIR / f"{name}.py").read_text())  # jupytext comments out the %magics
+    defined = [type(node).__name__ for node in ast.walk(tree)
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))]
+    assert not defined, f"{name}.py defines {defined}: move the logic into hdm.analysis or hdm.plots"
+    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert modules <= {"hdm", "matplotlib", "pandas", "numpy", "torch", "IPython"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `make lab`: saving a notebook in JupyterLab writes both files of the pair
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never through a proxy
+
+
+def _request(url: str, method: str = "GET", body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with _DIRECT.open(req, timeout=60) as response:
+        text = response.read()
+    return json.loads(text) if text else {}
+
+
+def _make_lab_options() -> list[str]:
+    """The options the Makefile's `lab` recipe passes to `jupyter lab`."""
+    recipe = re.search(r"^lab:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    line = next(line for line in recipe.splitlines() if "jupyter lab" in line)
+    return [token for token in shlex.split(line) if token.startswith("--")]
+
+
+def test_make_lab_pairs_notebooks_through_jupytext():
+    assert "--ServerApp.contents_manager_class=jupytext.AsyncTextFileContentsManager" in _make_lab_options()
+
+
+@pytest.mark.slow
+def test_saving_through_the_lab_server_updates_both_files_of_the_pair(tmp_path):
+    for path in NOTEBOOK_DIR.glob("fig1.*"):
+        shutil.copy(path, tmp_path / path.name)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token = secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / ".runtime"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / ".workspaces")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", *_make_lab_options(), "--no-browser", f"--ServerApp.port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+         "--ServerApp.port_retries=0", "--allow-root"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api/contents/fig1.ipynb?token={token}"
+    try:
+        for _ in range(240):
+            try:
+                model = _request(api)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("jupyter lab did not start on loopback")
+        # Lab saves the notebook model (here: one edited code cell and one new markdown cell)
+        notebook = model["content"]
+        notebook["cells"][-1]["source"] += "\nprint('edited in Lab')"
+        notebook["cells"].append({"cell_type": "markdown", "id": "added-in-lab", "metadata": {},
+                                  "source": "A note added in Lab."})
+        _request(api, "PUT", {"type": "notebook", "format": "json", "content": notebook})
+        py = (tmp_path / "fig1.py").read_text()
+        assert "print('edited in Lab')" in py and "# A note added in Lab." in py
+        assert _cells(tmp_path / "fig1.py") == _cells(tmp_path / "fig1.ipynb")
+        # an edit of the .py in a text editor is what Lab shows next time it opens the notebook
+        (tmp_path / "fig1.py").write_text(py.replace("n_picks = 4", "n_picks = 5"))
+        later = time.time() + 10
+        os.utime(tmp_path / "fig1.py", (later, later))
+        sources = [cell["source"] for cell in _request(api)["content"]["cells"]]
+        assert any("n_picks = 5" in source for source in sources)
+    finally:
+        try:
+            _request(f"http://127.0.0.1:{port}/api/shutdown?token={token}", "POST")
+        except OSError:
+            pass
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 @pytest.fixture(scope="module")

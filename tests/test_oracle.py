@@ -34,7 +34,7 @@ from hdm.targets import gaussian_heatmaps
 COCO_IMAGES = Path(__file__).parent / "data" / "coco"
 COCO_JSON, COCO_DETS = COCO_IMAGES / "test_coco.json", COCO_IMAGES / "test_coco_det_AP_H_56.json"
 DECODERS = ("argmax_shift", "local_com")
-LARGE, SMALL = ((192, 256), (48, 64)), ((96, 128), (24, 32))  # (input, heatmap) sizes, (W, H) px
+LARGE, SMALL = ((256, 192), (64, 48)), ((128, 96), (32, 24))  # (input, heatmap) sizes, (H, W) px
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +68,14 @@ def com_1d(u: np.ndarray, size: int, radius: int, sigma: float) -> np.ndarray:
 def image_px(pred, coords: np.ndarray) -> np.ndarray:
     """Heatmap px -> image px through each crop's inverse affine matrix (independent of heatmap_to_image)."""
     return np.stack(
-        [apply_affine(c, crop_matrix(ce, sc, 0.0, pred.heatmap_size, inverse=True))
+        [apply_affine(c, crop_matrix(ce, sc, 0.0, pred.heatmap_hw, inverse=True))
          for c, ce, sc in zip(coords, pred.center, pred.scale)]
     )  # fmt: skip
 
 
 def rounding_bound_image_px(pred) -> np.ndarray:
     """(N, 1) image px: half a heatmap pixel on each axis, |(0.5, 0.5)| mapped to the image."""
-    width, height = pred.heatmap_size
+    height, width = pred.heatmap_hw
     return 0.5 * np.hypot(200 * pred.scale[:, 0] / width, 200 * pred.scale[:, 1] / height)[:, None]
 
 
@@ -93,7 +93,7 @@ def test_subpixel_gaussian_with_wide_local_com_reaches_ap_1_on_the_coco_sample(c
     pred = oracle_predictions(coco, "subpixel_gaussian", "local_com", window=WIDE_WINDOW)
     vis = pred.visibility
     radius = WIDE_WINDOW // 2
-    for axis, size in enumerate(pred.heatmap_size):
+    for axis, size in enumerate(pred.heatmap_hw[::-1]):  # x: width, y: height
         expected = com_1d(pred.joints[..., axis][vis], size, radius, sigma=2.0)
         assert np.allclose(pred.coords[..., axis][vis], expected, atol=1e-9, rtol=0)
     assert np.allclose(pred.image_coords, image_px(pred, pred.coords), atol=1e-9, rtol=0)
@@ -145,7 +145,7 @@ def test_argmax_shift_on_subpixel_maps_moves_a_quarter_toward_the_joint(dataset,
     pred = oracle_predictions(dataset, kind, "argmax_shift")
     vis = pred.visibility
     rounded = np.floor(pred.joints + 0.5)
-    size = np.asarray(pred.heatmap_size)
+    size = np.asarray(pred.heatmap_hw[::-1])  # (w, h) against (x, y)
     interior = np.all((rounded >= 2) & (rounded <= size - 2), axis=-1, keepdims=True)
     expected = rounded + 0.25 * np.sign(pred.joints - rounded) * interior
     assert np.allclose(pred.coords[vis], expected[vis], atol=1e-12, rtol=0)

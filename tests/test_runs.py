@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import re
 import socket
 import subprocess
 import sys
+import time
 from importlib import metadata
 
 import numpy as np
@@ -15,15 +18,16 @@ import pytest
 import torch
 
 from hdm import runs
+from hdm.config import digest
 
 
 def test_config_hash_is_canonical_and_sensitive():
-    a = {"lr": 0.001, "input_size": [96, 128], "method": "hdm"}
-    b = {"method": "hdm", "input_size": (96, 128), "lr": 0.001}  # other key order, tuple for list
-    assert runs.config_hash(a) == runs.config_hash(b)
-    assert re.fullmatch(r"[0-9a-f]{12}", runs.config_hash(a))
-    assert runs.config_hash({**a, "lr": 0.002}) != runs.config_hash(a)
-    assert runs.config_hash({**a, "extra": None}) != runs.config_hash(a)
+    a = {"lr": 0.001, "input_hw": [128, 96], "method": "hdm"}
+    b = {"method": "hdm", "input_hw": (128, 96), "lr": 0.001}  # other key order, tuple for list
+    assert digest(a) == digest(b)
+    assert re.fullmatch(r"[0-9a-f]{12}", digest(a))
+    assert digest({**a, "lr": 0.002}) != digest(a)
+    assert digest({**a, "extra": None}) != digest(a)
     assert runs.run_name("hdm", "smoke", "0123456789ab") == "hdm-smoke-0123456789ab"
 
 
@@ -53,8 +57,8 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 def test_metrics_csv_round_trips_every_bit(tmp_path):
     rng = np.random.default_rng(0)
     rows = [{"epoch": e, "lr": 1e-3, "train_loss": float(rng.random() / 3), "AP": float("nan")} for e in (1, 2)]
-    runs.write_metrics(tmp_path / runs.METRICS, rows)
     run = runs.Run(tmp_path)
+    run.write_metrics(rows)
     df = run.metrics
     assert list(df.columns) == ["epoch", "lr", "train_loss", "AP"]
     assert df["train_loss"].tolist() == [r["train_loss"] for r in rows]  # exact, not approximate
@@ -63,36 +67,70 @@ def test_metrics_csv_round_trips_every_bit(tmp_path):
 
 def test_lock_is_exclusive_and_released(tmp_path):
     with runs.RunLock(tmp_path):
-        assert (tmp_path / runs.LOCK).is_file()
-        with pytest.raises(runs.RunLockedError, match="being trained by pid"):
+        assert json.loads((tmp_path / runs.LOCK).read_text())["pid"] == os.getpid()
+        with pytest.raises(runs.RunLockedError, match=f"being trained by pid {os.getpid()}"):
             runs.RunLock(tmp_path).acquire()
-    assert not (tmp_path / runs.LOCK).exists()
     with runs.RunLock(tmp_path):  # free again
         pass
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(proc.stdout)
-    (tmp_path / runs.LOCK).write_text(json.dumps({"pid": dead_pid, "host": socket.gethostname()}))
+def test_the_lock_of_a_killed_process_is_free(tmp_path):
+    """The kernel frees a flock when its holder dies: a left-over lock file of a dead process locks nothing."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from hdm import runs; runs.RunLock(sys.argv[1]).acquire(); print('held', flush=True); "
+        "time.sleep(60)"), str(tmp_path)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(runs.RunLockedError, match=f"pid {holder.pid}"):
+        runs.RunLock(tmp_path).acquire()
+    holder.kill()
+    holder.wait()
     with runs.RunLock(tmp_path):
-        assert json.loads((tmp_path / runs.LOCK).read_text())["pid"] != dead_pid
-    (tmp_path / runs.LOCK).write_text(json.dumps({"pid": dead_pid, "host": "another-host"}))
-    with pytest.raises(runs.RunLockedError, match="another-host"):
-        runs.RunLock(tmp_path).acquire()  # cannot tell whether a process on another host lives
+        assert json.loads((tmp_path / runs.LOCK).read_text())["pid"] == os.getpid()
+
+
+def _race(folder, ready, tried, results):
+    """One racer: wait for all, try the lock at once, report, hold it until every racer has tried."""
+    lock = runs.RunLock(folder)
+    ready.wait()
+    try:
+        lock.acquire()
+        results.put("acquired")
+    except runs.RunLockedError:
+        results.put("refused")
+    tried.wait()
+    lock.release()
+
+
+def test_racing_processes_never_both_take_the_lock(tmp_path):
+    """Processes released by a barrier at the same instant on a lock file left by a killed run (the case where
+    the old pid-file takeover let two processes in): exactly one wins, every time."""
+    context = multiprocessing.get_context("fork")
+    for trial in range(20):
+        folder = tmp_path / f"run{trial}"
+        folder.mkdir()
+        (folder / runs.LOCK).write_text(json.dumps({"pid": 999999, "host": socket.gethostname()}))  # a dead owner
+        ready, tried, results = context.Barrier(4), context.Barrier(4), context.Queue()
+        procs = [context.Process(target=_race, args=(folder, ready, tried, results)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        outcomes = sorted(results.get(timeout=60) for _ in procs)
+        for proc in procs:
+            proc.join(timeout=60)
+        assert outcomes == ["acquired", "refused", "refused", "refused"], outcomes
 
 
 def test_provenance_records_versions_git_and_sessions(tmp_path):
-    prov = runs.start_session(tmp_path, seed=3, device=torch.device("cpu"), world_size=1, first_epoch=1)
+    run = runs.Run(tmp_path)
+    prov = run.start_session(seed=3, device=torch.device("cpu"), world_size=1, first_epoch=1)
     for name in ("torch", "numpy", "numba", "pot", "pycocotools"):
         assert prov["packages"][name] == metadata.version(name)
     assert prov["seed"] == 3 and prov["python"] == sys.version.split()[0]
     commit = prov["git"]["commit"]
     assert commit is None or re.fullmatch(r"[0-9a-f]{40}", commit)
     assert prov["git"]["dirty"] in (True, False, None)
-    runs.end_session(tmp_path, finished=False)
-    runs.start_session(tmp_path, seed=3, device=torch.device("cpu"), world_size=2, first_epoch=5)
-    runs.end_session(tmp_path, finished=True)
+    run.end_session(finished=False)
+    run.start_session(seed=3, device=torch.device("cpu"), world_size=2, first_epoch=5)
+    run.end_session(finished=True)
     prov = runs.Run(tmp_path).provenance
     assert [s["first_epoch"] for s in prov["sessions"]] == [1, 5]
     assert [s["world_size"] for s in prov["sessions"]] == [1, 2]
@@ -112,7 +150,7 @@ def test_run_reads_back_and_rejects_non_runs(tmp_path, monkeypatch):
     assert run.checkpoint == folder / runs.LAST
     with pytest.raises(FileNotFoundError, match="not finished"):
         run.predictions()
-    runs.write_metrics(folder / runs.METRICS, [{"epoch": 1, "PCK": 0.5}])
+    run.write_metrics([{"epoch": 1, "PCK": 0.5}])
     assert run.accuracy_column == "PCK"
     runs.write_text(folder / runs.DONE, "now\n")
     assert run.done and run.checkpoint == folder / runs.FINAL

@@ -193,7 +193,7 @@ def test_violation_zero_on_pixel_centres_and_grows_along_the_diagonal(sigma):
 
 
 def test_violation_table_matches_closed_form():
-    table = eq5_violation_table(offset_grid(5), sigmas=(1.0, 2.0), heatmap_size=(32, 24))
+    table = eq5_violation_table(offset_grid(5), sigmas=(1.0, 2.0), heatmap_hw=(32, 24))
     assert len(table) == 2 * 25
     assert list(table.columns) == [
         "sigma", "offset_x", "offset_y", "distance", "eq5_gap", "eq5_gap_closed_form", "eq4_residual",

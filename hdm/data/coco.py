@@ -188,7 +188,7 @@ class CocoTopDown(TopDownDataset):
     Args:
         ann_file: COCO keypoint annotations json (e.g. ``coco_paths().ann_file``).
         image_dir: folder of the images named by the json's ``file_name``.
-        input_size: (W_in, H_in) crop px. heatmap_size: (W_hm, H_hm), input_size / stride.
+        input_hw: (H_in, W_in) crop px. heatmap_hw: (H_hm, W_hm) = input_hw / stride.
         train: augment, and keep only persons with labelled keypoints.
         boxes: "gt" for ground-truth boxes, or the path of a person detection results json (validation only).
         box_score_threshold: keep detections with score >= this (HRNet: 0.0). Ignored for "gt".
@@ -204,8 +204,8 @@ class CocoTopDown(TopDownDataset):
         self,
         ann_file: Path | str,
         image_dir: Path | str,
-        input_size: tuple[int, int] = (192, 256),
-        heatmap_size: tuple[int, int] = (48, 64),
+        input_hw: tuple[int, int] = (256, 192),
+        heatmap_hw: tuple[int, int] = (64, 48),
         train: bool = False,
         boxes: str | Path = "gt",
         box_score_threshold: float = 0.0,
@@ -225,7 +225,7 @@ class CocoTopDown(TopDownDataset):
         if train and not use_gt:
             raise ValueError(f"training needs ground-truth boxes (boxes='gt'), got boxes={str(boxes)!r}")
         cat_id, joint_set = person_category(self.coco)
-        aspect = input_size[0] / input_size[1]
+        aspect = input_hw[1] / input_hw[0]
         if use_gt:
             records = gt_records(self.coco, cat_id, joint_set, self.image_dir, aspect, train)
             source = f"{self.ann_file} (ground-truth boxes, train={train})"
@@ -244,4 +244,4 @@ class CocoTopDown(TopDownDataset):
             half_body_prob=half_body_prob,
             half_body_min_joints=half_body_min_joints,
         )
-        super().__init__(records, joint_set, input_size, heatmap_size, train, augmentation, seed)
+        super().__init__(records, joint_set, input_hw, heatmap_hw, train, augmentation, seed)

@@ -117,7 +117,7 @@ class MpiiTopDown(TopDownDataset):
     Args:
         ann_file: ``annot/train.json`` or ``annot/valid.json`` (``mpii_paths()``).
         image_dir: the MPII images folder.
-        input_size: (W_in, H_in) crop px. heatmap_size: (W_hm, H_hm) = input_size / stride.
+        input_hw: (H_in, W_in) crop px. heatmap_hw: (H_hm, W_hm) = input_hw / stride.
         train: augment (validation crops each entry as is).
         gt_valid: HRNet's ``gt_valid.mat`` (head boxes, rows in the json's order) to add "head_size"; or None.
         flip, scale_factor, rotation_factor, rotation_prob, half_body_prob, half_body_min_joints:
@@ -131,8 +131,8 @@ class MpiiTopDown(TopDownDataset):
         self,
         ann_file: Path | str,
         image_dir: Path | str,
-        input_size: tuple[int, int] = (256, 256),
-        heatmap_size: tuple[int, int] = (64, 64),
+        input_hw: tuple[int, int] = (256, 256),
+        heatmap_hw: tuple[int, int] = (64, 64),
         train: bool = False,
         gt_valid: Path | str | None = None,
         flip: bool = True,
@@ -155,7 +155,7 @@ class MpiiTopDown(TopDownDataset):
         if not entries:
             raise EmptyDatasetError(f"no person to yield: {self.ann_file} is an empty list")
         heads = None if gt_valid is None else head_sizes(gt_valid, len(entries))
-        records = mpii_records(entries, self.image_dir, input_size[0] / input_size[1], heads)
+        records = mpii_records(entries, self.image_dir, input_hw[1] / input_hw[0], heads)
         augmentation = Augmentation(
             flip=flip,
             scale_factor=scale_factor,
@@ -164,4 +164,4 @@ class MpiiTopDown(TopDownDataset):
             half_body_prob=half_body_prob,
             half_body_min_joints=half_body_min_joints,
         )
-        super().__init__(records, MPII, input_size, heatmap_size, train, augmentation, seed)
+        super().__init__(records, MPII, input_hw, heatmap_hw, train, augmentation, seed)

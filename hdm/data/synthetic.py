@@ -560,12 +560,13 @@ def _annotate(figure: _Figure, index: int, labels: np.ndarray, mask: np.ndarray)
     }
 
 
-def _render_image(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, list[dict]]:
-    """One synthetic image and its people.
+def _render_image(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, list[dict], np.ndarray]:
+    """One synthetic image, its people and its drawing's label map.
 
-    Returns image (H, W, 3) uint8 BGR (before JPEG) and, per figure (1-3, drawn back to front), a dict with
+    Returns image (H, W, 3) uint8 BGR (before JPEG); per figure (1-3, drawn back to front), a dict with
     COCO's ``keypoints`` [x, y, v] * 17 (image px, pixel indices), ``num_keypoints``, ``bbox`` [x, y, w, h]
-    (continuous px) and ``area`` (visible px).
+    (continuous px) and ``area`` (visible px); and labels (H, W) uint8: 0 background, ``f * 16 + p + 1`` for
+    part p of ``_PARTS`` of figure f, 255 occluders (what the drawing put on each pixel).
     """
     figures = _place_figures(rng, width, height)
     img = np.clip(_background(rng, width, height), 0, 255).astype(np.uint8)
@@ -581,7 +582,7 @@ def _render_image(rng: np.random.Generator, width: int, height: int) -> tuple[np
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.1))
     noise = rng.normal(0.0, rng.uniform(1.0, 6.0), img.shape).astype(np.float32)
     img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-    return img, people
+    return img, people, labels
 
 
 # ------------------------------------------------------------------ dataset files
@@ -618,7 +619,7 @@ def generate(
     images, annotations = [], []
     for i in tqdm(range(num_images), desc=f"synthetic {split}", unit="img", mininterval=1.0):
         image_id = i + 1
-        img, people = _render_image(np.random.default_rng([seed, split_key, i]), width, height)
+        img, people, _ = _render_image(np.random.default_rng([seed, split_key, i]), width, height)
         file_name = f"{image_id:012d}.jpg"
         ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
         if not ok:

@@ -28,7 +28,7 @@ box_score          float32 ()       detector score; 1 for ground-truth boxes
 head_size          float32 ()       MPII only, when head boxes are given (see ``hdm.data.mpii``)
 =================  ===============  =====================================================================
 
-Back to the original image: ``hdm.geometry.heatmap_to_image(joints, center, scale, heatmap_size, rotation)``,
+Back to the original image: ``hdm.geometry.heatmap_to_image(joints, center, scale, heatmap_hw, rotation)``,
 then, if ``flipped``, ``x -> image_width - 1 - x`` and undo the left/right swap (``JointSet.flip_permutation``).
 
 ``floor(x + 0.5)`` equals HRNet's ``int(x + 0.5)`` for every ``x >= -0.5``; for ``x`` in ``(-1.5, -0.5)``
@@ -184,15 +184,15 @@ def read_image(path: Path | str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def warp_image(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
+def warp_image(image: np.ndarray, matrix: np.ndarray, output_hw: tuple[int, int]) -> np.ndarray:
     """Bilinear crop: output pixel ``q`` samples ``image`` at ``matrix^-1 q``; zeros outside the image.
 
     Args:
-        image: (H, W, C) uint8. matrix: (3, 3) image -> crop. output_size: (w, h).
+        image: (H, W, C) uint8. matrix: (3, 3) image -> crop. output_hw: (h, w) of the crop.
     Returns:
         (h, w, C) uint8.
     """
-    w, h = output_size
+    h, w = output_hw
     return cv2.warpAffine(image, matrix[:2], (int(w), int(h)), flags=cv2.INTER_LINEAR, borderValue=0)
 
 
@@ -203,14 +203,14 @@ def normalize_image(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
-def visible_in_heatmap(joints: np.ndarray, labelled: np.ndarray, heatmap_size: tuple[int, int]) -> np.ndarray:
+def visible_in_heatmap(joints: np.ndarray, labelled: np.ndarray, heatmap_hw: tuple[int, int]) -> np.ndarray:
     """(K,) float32: 1 where labelled and the rounded pixel ``floor(joints + 0.5)`` lies inside the heatmap.
 
     Args:
-        joints: (K, 2) heatmap px. labelled: (K,) bool. heatmap_size: (w, h).
+        joints: (K, 2) heatmap px. labelled: (K,) bool. heatmap_hw: (H, W).
     """
     pix = np.floor(joints + 0.5)
-    inside = (pix[:, 0] >= 0) & (pix[:, 0] < heatmap_size[0]) & (pix[:, 1] >= 0) & (pix[:, 1] < heatmap_size[1])
+    inside = (pix[:, 0] >= 0) & (pix[:, 0] < heatmap_hw[1]) & (pix[:, 1] >= 0) & (pix[:, 1] < heatmap_hw[0])
     return (inside & labelled).astype(np.float32)
 
 
@@ -223,7 +223,7 @@ class TopDownDataset(Dataset):
 
     Args:
         records: the persons. joint_set: their joints' definition (flip pairs, half-body split).
-        input_size: (W_in, H_in) crop px. heatmap_size: (W_hm, H_hm); W_in / W_hm = H_in / H_hm integer.
+        input_hw: (H_in, W_in) crop px. heatmap_hw: (H_hm, W_hm); H_in / H_hm = W_in / W_hm integer.
         train: augment (True) or crop each record's box as is (False). augmentation: used when ``train``.
         seed: base seed of the augmentation draws.
     """
@@ -232,20 +232,20 @@ class TopDownDataset(Dataset):
         self,
         records: list[PersonRecord],
         joint_set: JointSet,
-        input_size: tuple[int, int],
-        heatmap_size: tuple[int, int],
+        input_hw: tuple[int, int],
+        heatmap_hw: tuple[int, int],
         train: bool,
         augmentation: Augmentation,
         seed: int = 0,
     ):
-        self.input_size = tuple(int(v) for v in input_size)
-        self.heatmap_size = tuple(int(v) for v in heatmap_size)
-        w_in, h_in = self.input_size
-        w_hm, h_hm = self.heatmap_size
+        self.input_hw = tuple(int(v) for v in input_hw)
+        self.heatmap_hw = tuple(int(v) for v in heatmap_hw)
+        h_in, w_in = self.input_hw
+        h_hm, w_hm = self.heatmap_hw
         if w_hm <= 0 or h_hm <= 0 or w_in % w_hm or h_in % h_hm or w_in // w_hm != h_in // h_hm:
             raise ValueError(
-                f"input_size {self.input_size} must be heatmap_size {self.heatmap_size} times one integer stride "
-                "(e.g. (192, 256) and (48, 64))"
+                f"input_hw {self.input_hw} must be heatmap_hw {self.heatmap_hw} times one integer stride "
+                "(e.g. (256, 192) and (64, 48), as (H, W))"
             )
         if train and augmentation.half_body_prob > 0 and not (joint_set.upper_body and joint_set.lower_body):
             raise ValueError(
@@ -265,7 +265,7 @@ class TopDownDataset(Dataset):
     @property
     def stride(self) -> int:
         """Input px per heatmap px."""
-        return self.input_size[0] // self.heatmap_size[0]
+        return self.input_hw[1] // self.heatmap_hw[1]
 
     @property
     def num_joints(self) -> int:
@@ -290,12 +290,12 @@ class TopDownDataset(Dataset):
         if not self.train:
             return Crop(center=record.center.copy(), scale=record.scale.copy())
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        aspect = self.input_size[0] / self.input_size[1]
+        aspect = self.input_hw[1] / self.input_hw[0]
         return draw_crop(record, self.augmentation, self.joint_set, aspect, rng)
 
-    def image_matrix(self, index: int, crop: Crop, output_size: tuple[int, int]) -> np.ndarray:
-        """(3, 3) original image px -> crop px of ``output_size`` (mirror first when ``crop.flipped``)."""
-        matrix = crop_matrix(crop.center, crop.scale, crop.rotation, output_size)
+    def image_matrix(self, index: int, crop: Crop, output_hw: tuple[int, int]) -> np.ndarray:
+        """(3, 3) original image px -> crop px of ``output_hw`` (H, W) (mirror first when ``crop.flipped``)."""
+        matrix = crop_matrix(crop.center, crop.scale, crop.rotation, output_hw)
         if crop.flipped:
             matrix = matrix @ hflip_matrix(image_size(self.records[index])[0])
         return matrix
@@ -307,7 +307,7 @@ class TopDownDataset(Dataset):
 
     def _geometry(self, index: int, crop: Crop) -> dict:
         record = self.records[index]
-        matrix = self.image_matrix(index, crop, self.heatmap_size)
+        matrix = self.image_matrix(index, crop, self.heatmap_hw)
         joints = record.joints @ matrix[:2, :2].T + matrix[:2, 2]
         flags = record.flags
         if crop.flipped:
@@ -316,7 +316,7 @@ class TopDownDataset(Dataset):
         joints = np.where(labelled[:, None], joints, 0.0)
         sample = {
             "joints": torch.from_numpy(joints.astype(np.float32)),
-            "visibility": torch.from_numpy(visible_in_heatmap(joints, labelled, self.heatmap_size)),
+            "visibility": torch.from_numpy(visible_in_heatmap(joints, labelled, self.heatmap_hw)),
             "keypoint_flags": torch.from_numpy(flags.astype(np.int64)),
             "image_joints": torch.from_numpy(record.joints.astype(np.float32)),
             "center": torch.from_numpy(np.asarray(crop.center, np.float32)),
@@ -339,8 +339,8 @@ class TopDownDataset(Dataset):
         crop = self.crop(index)
         sample = self._geometry(index, crop)
         image = read_image(self.records[index].image_path)
-        matrix = self.image_matrix(index, crop, self.input_size)
-        sample["image"] = normalize_image(warp_image(image, matrix, self.input_size))
+        matrix = self.image_matrix(index, crop, self.input_hw)
+        sample["image"] = normalize_image(warp_image(image, matrix, self.input_hw))
         return sample
 
 

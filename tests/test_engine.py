@@ -4,6 +4,9 @@ its files, the cache, bitwise resume after an interruption, evaluate(), the comm
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import math
 
 import numpy as np
@@ -12,9 +15,13 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from hdm import cli, experiment, runs
+from hdm import cli, runs
 from hdm.data import DatasetNotFoundError, EmptyDatasetError, coco_paths
-from hdm.experiment import Config, MethodLoss, preset, train
+from hdm.config import Config, parse_variant, preset, variant_preset
+from hdm.engine import build_data, evaluate, train
+from hdm.engine import evaluation as engine_evaluation
+from hdm.engine.data import whole_image_prefix
+from hdm.methods import METHODS, method_loss
 from hdm.geometry import heatmap_to_image
 from hdm.loss import HeatmapMSELoss
 from hdm.targets import gaussian_heatmaps
@@ -52,13 +59,13 @@ def test_presets_follow_the_recipes():
     smoke, default = preset("smoke", "hdm"), preset("default", "gaussian")
     for cfg in (smoke, default):
         assert cfg.dataset == "synthetic" and cfg.model == "hrnet_tiny"
-        assert cfg.input_size == (96, 128) and cfg.heatmap_size == (24, 32)  # 128 x 96 (h x w)
+        assert cfg.input_hw == (128, 96) and cfg.heatmap_hw == (32, 24)  # (H, W)
     assert Config() == preset("default", "hdm")  # the dataclass defaults are the default scale
     assert smoke.synthetic_preset == "smoke" and smoke.epochs == 2
     assert default.synthetic_preset == "default" and default.epochs == 15 and default.lr == 1e-3
     coco, mpii = preset("paper", "hdm"), preset("paper", "hdm", dataset="mpii")
-    assert (coco.dataset, coco.model, coco.input_size, coco.heatmap_size) == ("coco", "hrnet_w48", (192, 256), (48, 64))
-    assert (mpii.model, mpii.input_size, mpii.heatmap_size) == ("hrnet_w32", (256, 256), (64, 64))
+    assert (coco.dataset, coco.model, coco.input_hw, coco.heatmap_hw) == ("coco", "hrnet_w48", (256, 192), (64, 48))
+    assert (mpii.model, mpii.input_hw, mpii.heatmap_hw) == ("hrnet_w32", (256, 256), (64, 64))
     for cfg in (coco, mpii):  # reference/facts.md
         assert (cfg.epochs, cfg.lr_steps, cfg.lr_factor, cfg.lr, cfg.sigma) == (210, (170, 200), 0.1, 1e-3, 2.0)
         assert cfg.batch_size == 128 and cfg.flip_test and cfg.flip
@@ -71,7 +78,7 @@ def test_presets_follow_the_recipes():
 
 
 def test_decoder_defaults_by_method_and_stays_a_parameter():
-    assert {m: preset("smoke", m).resolved().decoder for m in experiment.METHODS} == {
+    assert {m: preset("smoke", m).resolved().decoder for m in METHODS} == {
         "gaussian": "argmax_shift", "dot": "argmax_shift",
         "hdm": "local_com", "hdm_naive": "local_com", "hdm_sinkhorn": "local_com",
     }  # fmt: skip
@@ -85,8 +92,8 @@ def test_unknown_keys_methods_and_bad_values_are_clear_errors():
         preset("smoke", "mse")
     with pytest.raises(ValueError, match="expects"):
         preset("smoke", "hdm", epochs="many")
-    with pytest.raises(ValueError, match="heatmap_size must be input_size / 4"):
-        preset("smoke", "hdm", heatmap_size=(48, 64))
+    with pytest.raises(ValueError, match="heatmap_hw must be input_hw / 4"):
+        preset("smoke", "hdm", heatmap_hw=(64, 48))
     with pytest.raises(ValueError, match="lr_steps must be strictly increasing"):
         preset("smoke", "hdm", lr_steps=(5, 3))
     with pytest.raises(ValueError, match="device must be"):
@@ -97,16 +104,19 @@ def test_unknown_keys_methods_and_bad_values_are_clear_errors():
 
 def test_string_overrides_are_parsed_by_field_type():
     cfg = preset("smoke", "hdm").replace(lr_steps="5,8", max_val_samples="none", flip_test="true", lr="3e-4",
-                                         input_size="[128, 160]", heatmap_size="32,40")  # fmt: skip
+                                         input_hw="[160, 128]", heatmap_hw="40,32")  # fmt: skip
     assert cfg.lr_steps == (5, 8) and cfg.max_val_samples is None and cfg.flip_test is True and cfg.lr == 3e-4
-    assert cfg.input_size == (128, 160) and cfg.heatmap_size == (32, 40)
+    assert cfg.input_hw == (160, 128) and cfg.heatmap_hw == (40, 32)
+    # configs saved before (H, W) named sizes (w, h): still read, converted
+    legacy = preset("smoke", "hdm").replace(input_size="128,160", heatmap_size=[32, 40])
+    assert legacy.input_hw == (160, 128) and legacy.heatmap_hw == (40, 32)
+    with pytest.raises(ValueError, match="not both"):
+        preset("smoke", "hdm").replace(input_size="128,160", input_hw="160,128")
     assert preset("smoke", "hdm", lr_steps="").lr_steps == ()
     assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # json round trip
 
 
 def test_variants_are_presets_with_overrides():
-    from hdm.experiment import parse_variant, variant_preset
-
     assert parse_variant("hdm_naive") == ("hdm_naive", {})
     assert parse_variant("hdm+supplier:softplus+lr:3e-4") == ("hdm", {"supplier": "softplus", "lr": "3e-4"})
     cfg = variant_preset("smoke", "hdm+supplier:softplus+lr:3e-4", seed=2)
@@ -129,19 +139,24 @@ def test_hash_covers_what_changes_results_only():
     base = preset("smoke", "hdm")
     same = [base.replace(num_workers=3), base.replace(device="cpu"), base.replace(decoder="local_com"),
             base.replace(sinkhorn_eps=0.5), base.replace(val_boxes="detections")]  # fmt: skip
-    assert all(c.hash() == base.hash() for c in same)
+    assert all(runs.run_hash(c) == runs.run_hash(base) for c in same)
     other = [base.replace(lr=2e-3), base.replace(seed=1), base.replace(method="gaussian"), base.replace(sigma=3.0),
              base.replace(decoder="argmax_shift"), base.replace(data_seed=1), base.replace(supplier="softplus")]  # fmt: skip
-    assert len({c.hash() for c in other} | {base.hash()}) == len(other) + 1
+    assert len({runs.run_hash(c) for c in other} | {runs.run_hash(base)}) == len(other) + 1
     coco = preset("smoke", "hdm", dataset="coco")
-    assert coco.replace(data_seed=5).hash() == coco.hash()  # synthetic-only fields do not matter on coco
-    assert coco.replace(val_boxes="detections").hash() != coco.hash()
+    assert runs.run_hash(coco.replace(data_seed=5)) == runs.run_hash(coco)  # synthetic-only fields do not matter on coco
+    assert runs.run_hash(coco.replace(val_boxes="detections")) != runs.run_hash(coco)
     gaussian = preset("smoke", "gaussian")
-    assert gaussian.replace(supplier="softmax").hash() == gaussian.hash()  # MSE methods have no suppliers
-    assert base.run_dir().name == f"hdm-smoke-{base.hash()}"
+    assert runs.run_hash(gaussian.replace(supplier="softmax")) == runs.run_hash(gaussian)  # MSE methods have no suppliers
+    assert runs.run_dir(base).name == f"hdm-smoke-{runs.run_hash(base)}"
 
 
 # ------------------------------------------------------------------------------------------------ methods
+
+
+def _loss(method, **options):
+    """The training loss of ``method`` with the smoke preset's options and ``options``."""
+    return method_loss(method, preset("smoke", method, **options))
 
 
 def _joints_and_maps(height=16, width=12):
@@ -162,30 +177,30 @@ def test_each_method_is_zero_on_its_own_perfect_target():
     dot = torch.zeros_like(splat)
     for k, (x, y) in enumerate(torch.floor(joints[0] + 0.5).long().tolist()):
         dot[0, k, y, x] = 1.0
-    assert MethodLoss("gaussian")(gauss, joints, vis) == 0
-    assert MethodLoss("dot")(dot, joints, vis) == 0
-    assert MethodLoss("hdm")(splat, joints, vis) < 1e-4  # sub-pixel demanders: the splat is exact (up to the
+    assert _loss("gaussian")(gauss, joints, vis) == 0
+    assert _loss("dot")(dot, joints, vis) == 0
+    assert _loss("hdm")(splat, joints, vis) < 1e-4  # sub-pixel demanders: the splat is exact (up to the
     # suppliers' 1e-6 guard mass)
-    assert MethodLoss("hdm_naive")(dot, joints, vis) < 1e-4  # one demander at the rounded pixel
+    assert _loss("hdm_naive")(dot, joints, vis) < 1e-4  # one demander at the rounded pixel
     # and each is positive on another method's target
-    assert MethodLoss("hdm")(dot, joints, vis) > 0.1 and MethodLoss("hdm_naive")(splat, joints, vis) > 0.1
-    assert MethodLoss("gaussian")(dot, joints, vis) > 0 and MethodLoss("dot")(gauss, joints, vis) > 0
+    assert _loss("hdm")(dot, joints, vis) > 0.1 and _loss("hdm_naive")(splat, joints, vis) > 0.1
+    assert _loss("gaussian")(dot, joints, vis) > 0 and _loss("dot")(gauss, joints, vis) > 0
     # softplus keeps mass (log 2 per pixel) on the splat's zeros: no longer a perfect match
-    assert MethodLoss("hdm", supplier="softplus")(splat, joints, vis) > 1.0
+    assert _loss("hdm", supplier="softplus")(splat, joints, vis) > 1.0
     # entropic OT is close to, and above, the exact value on the same maps
-    exact = MethodLoss("hdm")(gauss, joints, vis)
-    entropic = MethodLoss("hdm_sinkhorn", sinkhorn_eps=0.05)(gauss, joints, vis)
+    exact = _loss("hdm")(gauss, joints, vis)
+    entropic = _loss("hdm_sinkhorn", sinkhorn_eps=0.05)(gauss, joints, vis)
     assert abs(entropic - exact) < 0.05 * exact
     with pytest.raises(ValueError, match="unknown method"):
-        MethodLoss("l1")
+        method_loss("l1", preset("smoke", "hdm"))
 
 
 def test_whole_image_prefix_keeps_images_whole():
     ids = np.array([1, 1, 2, 3, 3, 3, 4])
-    assert experiment.whole_image_prefix(ids, None).tolist() == list(range(7))
-    assert experiment.whole_image_prefix(ids, 4).tolist() == [0, 1, 2]  # image 3 would be cut
-    assert experiment.whole_image_prefix(ids, 6).tolist() == [0, 1, 2, 3, 4, 5]
-    assert experiment.whole_image_prefix(ids, 1).tolist() == [0, 1]  # at least the first image
+    assert whole_image_prefix(ids, None).tolist() == list(range(7))
+    assert whole_image_prefix(ids, 4).tolist() == [0, 1, 2]  # image 3 would be cut
+    assert whole_image_prefix(ids, 6).tolist() == [0, 1, 2, 3, 4, 5]
+    assert whole_image_prefix(ids, 1).tolist() == [0, 1]  # at least the first image
 
 
 # ------------------------------------------------------------------------------------------------ a run
@@ -193,12 +208,14 @@ def test_whole_image_prefix_keeps_images_whole():
 
 def test_smoke_run_writes_every_file(gaussian_run):
     run, cfg = gaussian_run, preset("smoke", "gaussian", seed=0).resolved()
-    assert run.done and run.dir == cfg.run_dir() and run.config == cfg
+    assert run.done and run.dir == runs.run_dir(cfg) and run.config == cfg
     for name in (runs.CONFIG, runs.PROVENANCE, runs.METRICS, runs.LAST, runs.FINAL, runs.PREDICTIONS, runs.RESULTS,
                  runs.LOG, runs.DONE):  # fmt: skip
         assert (run.dir / name).is_file(), name
-    assert not (run.dir / runs.LOCK).exists()
-    assert run.config_dict["hash"] == cfg.hash()
+    with runs.RunLock(run.dir):  # released
+        pass
+    assert run.config_dict["hash"] == runs.run_hash(cfg)
+    assert run.config_dict["identity"]["code"] == runs.code_version()
     df = run.metrics
     assert df["epoch"].tolist() == [1, 2]
     expected = ["epoch", "lr", "train_loss", "val_mse", "val_hdm", "AP", "AP50", "AP75", "APM", "APL", "AR", "PCK",
@@ -215,11 +232,11 @@ def test_smoke_run_writes_every_file(gaussian_run):
 
 def test_predictions_are_consistent_with_the_geometry_and_the_dataset(gaussian_run):
     pred = gaussian_run.predictions()
-    data = experiment.build_data(gaussian_run.config, train=False)
+    data = build_data(gaussian_run.config, train=False)
     n, k = len(data.val), data.num_joints
     assert pred["index"].tolist() == list(range(n))
     assert pred["coords"].shape == pred["image_coords"].shape == (n, k, 2) and pred["maxvals"].shape == (n, k)
-    back = heatmap_to_image(pred["coords"], pred["center"], pred["scale"], gaussian_run.config.heatmap_size)
+    back = heatmap_to_image(pred["coords"], pred["center"], pred["scale"], gaussian_run.config.heatmap_hw)
     np.testing.assert_allclose(pred["image_coords"], back, atol=1e-3)
     assert [int(data.val.records[i].annotation_id) for i in range(n)] == pred["annotation_id"].tolist()
     sample = data.val[3]
@@ -229,7 +246,7 @@ def test_predictions_are_consistent_with_the_geometry_and_the_dataset(gaussian_r
 def test_reported_metrics_match_independent_recomputation(gaussian_run):
     """The last metrics row equals pycocotools on results.json, and val_mse a per-sample loop with final.pt."""
     cfg, row = gaussian_run.config, gaussian_run.metrics.iloc[-1]
-    data = experiment.build_data(cfg, train=False)
+    data = build_data(cfg, train=False)
     gt = COCO(str(data.val.ann_file))
     evaluator = COCOeval(gt, gt.loadRes(gaussian_run.results()), "keypoints")
     evaluator.evaluate(), evaluator.accumulate(), evaluator.summarize()
@@ -262,7 +279,7 @@ def test_init_from_starts_from_another_runs_final_weights(gaussian_run):
     # fine-tune the standard smoke Gaussian run with a learning rate so small (Adam moves ~lr per step) that the
     # final convolutions must still be the source's
     tiny_steps = preset("smoke", "hdm", seed=0, init_from="gaussian", lr=1e-12)
-    assert tiny_steps.init_config() == preset("smoke", "gaussian", seed=0)
+    assert tiny_steps.init_config() == preset("smoke", "gaussian", seed=0).resolved()
     tuned = train(tiny_steps, **SMOKE)
     assert tuned.dir != gaussian_run.dir and tuned.done
     source = torch.load(gaussian_run.dir / runs.FINAL, weights_only=True)["model"]
@@ -272,13 +289,13 @@ def test_init_from_starts_from_another_runs_final_weights(gaussian_run):
     assert convs and all(torch.allclose(final[k], source[k], atol=1e-9, rtol=0) for k in convs)
     assert not torch.allclose(scratch["final_layer.weight"], source["final_layer.weight"])
     # the source's identity is part of ours; without init_from the hash is the from-scratch one
-    assert tiny_steps.hash() != tiny_steps.replace(init_from="gaussian+sigma:3").hash()
-    assert tiny_steps.replace(init_from=None).hash() == preset("smoke", "hdm", seed=0, lr=1e-12).hash()
+    assert runs.run_hash(tiny_steps) != runs.run_hash(tiny_steps.replace(init_from="gaussian+sigma:3"))
+    assert runs.run_hash(tiny_steps.replace(init_from=None)) == runs.run_hash(preset("smoke", "hdm", seed=0, lr=1e-12))
     for bad, match in (("gausian", "unknown method"), ("gaussian+init_from:dot", "may not itself")):
         with pytest.raises(ValueError, match=match):
             preset("smoke", "hdm", init_from=bad)
     with pytest.raises(ValueError, match="model"):
-        preset("smoke", "hdm", init_from="gaussian", model="hrnet_w32").hash()
+        runs.run_hash(preset("smoke", "hdm", init_from="gaussian", model="hrnet_w32"))
 
 
 class Interrupt(Exception):
@@ -297,9 +314,10 @@ def test_interrupted_run_resumes_to_the_same_numbers(roots, runs_dir, monkeypatc
 
     with pytest.raises(Interrupt):
         train(cfg, on_epoch_end=stop_after_first, **SMOKE)
-    broken = runs.Run(cfg.run_dir())
+    broken = runs.Run.of(cfg)
     assert not broken.done and broken.metrics["epoch"].tolist() == [1]
-    assert not (broken.dir / runs.LOCK).exists()
+    with runs.RunLock(broken.dir):  # released on failure
+        pass
     resumed = train(cfg, **SMOKE)
     assert resumed.done and [s["first_epoch"] for s in resumed.provenance["sessions"]] == [1, 2]
     assert (resumed.dir / runs.METRICS).read_bytes() == (whole.dir / runs.METRICS).read_bytes()
@@ -311,10 +329,10 @@ def test_interrupted_run_resumes_to_the_same_numbers(roots, runs_dir, monkeypatc
 
 def test_evaluate_reproduces_the_run_and_caches_per_decoder(gaussian_run, monkeypatch):
     row = gaussian_run.metrics.iloc[-1]
-    own = experiment.evaluate(gaussian_run, progress=False)  # the run's decoder, no flip
+    own = evaluate(gaussian_run, progress=False)  # the run's decoder, no flip
     for key in ("AP", "PCK", "val_mse", "val_hdm", "err_px"):
         assert math.isclose(own[key], row[key], rel_tol=1e-9), key
-    other = experiment.evaluate(gaussian_run.dir, decoder="local_com", flip_test=True, progress=False)
+    other = evaluate(gaussian_run.dir, decoder="local_com", flip_test=True, progress=False)
     assert set(other) == set(own) and other["err_hm"] != own["err_hm"]
     assert (gaussian_run.dir / runs.EVAL_DIR / "local_com-flip1.json").is_file()
     assert (gaussian_run.dir / runs.EVAL_DIR / "local_com-flip1.npz").is_file()
@@ -322,17 +340,17 @@ def test_evaluate_reproduces_the_run_and_caches_per_decoder(gaussian_run, monkey
     def no_data(*args, **kwargs):
         raise AssertionError("a cached evaluation must not touch the data")
 
-    monkeypatch.setattr(experiment, "build_data", no_data)
-    assert experiment.evaluate(gaussian_run.dir, decoder="local_com", flip_test=True) == other
+    monkeypatch.setattr(engine_evaluation, "build_data", no_data)
+    assert evaluate(gaussian_run.dir, decoder="local_com", flip_test=True) == other
     with pytest.raises(ValueError, match="unknown decoder"):
-        experiment.evaluate(gaussian_run, decoder="soft_argmax")
+        evaluate(gaussian_run, decoder="soft_argmax")
 
 
 def test_evaluate_refuses_an_unfinished_run(roots, runs_dir):
     cfg = preset("smoke", "gaussian", seed=2)
-    runs.write_json(cfg.run_dir() / runs.CONFIG, {**cfg.resolved().to_dict(), "hash": cfg.hash()})
-    with pytest.raises(RuntimeError, match="not finished"):
-        experiment.evaluate(cfg.run_dir())
+    runs.Run.of(cfg).write_config(cfg.resolved())
+    with pytest.raises(ValueError, match="not finished"):
+        evaluate(runs.run_dir(cfg))
 
 
 # ------------------------------------------------------------------------------------------------ errors, cli
@@ -343,7 +361,7 @@ def test_missing_real_datasets_raise_dataset_not_found(roots, runs_dir, tmp_path
     for dataset in ("coco", "mpii"):
         with pytest.raises(DatasetNotFoundError, match="Nothing is downloaded"):
             train(preset("smoke", "hdm", dataset=dataset), **SMOKE)
-    assert not any((runs_dir).rglob(runs.LOCK))  # the lock is released on failure
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())  # a failed start leaves no run folder
 
 
 def test_an_empty_dataset_is_a_clear_error(roots, runs_dir, tmp_path, monkeypatch):
@@ -364,7 +382,7 @@ def test_too_few_training_samples_is_a_clear_error(roots, runs_dir):
 def test_cli_trains_evaluates_and_rejects_bad_input(roots, runs_dir, capsys):
     args = ["train", "--scale", "smoke", "--method", "dot", "--seed", "0", "--no-progress", "--set", "epochs=1"]
     assert cli.main(args) == 0
-    run_dir = preset("smoke", "dot", epochs=1).run_dir()
+    run_dir = runs.run_dir(preset("smoke", "dot", epochs=1))
     assert capsys.readouterr().out.strip().endswith(str(run_dir)) and runs.Run(run_dir).done
     assert cli.main(["evaluate", "--run", str(run_dir), "--decoder", "local_com", "--no-progress"]) == 0
     assert "PCK" in json.loads(capsys.readouterr().out)
@@ -376,3 +394,100 @@ def test_cli_trains_evaluates_and_rejects_bad_input(roots, runs_dir, capsys):
     assert exit_info.value.code == 2 and "unknown config key" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "--scale", "smoke", "--method", "mse"])
+
+
+# ------------------------------------------------------------------------------------------------ nothing silent
+
+
+@pytest.fixture
+def damaged_copy(gaussian_run, runs_dir):
+    """A copy of the finished smoke Gaussian run under a fresh runs root, to damage."""
+    copy = runs_dir / gaussian_run.dir.name
+    shutil.copytree(gaussian_run.dir, copy)
+    return copy
+
+
+@pytest.mark.parametrize("name", [runs.METRICS, runs.FINAL, runs.PREDICTIONS, runs.CONFIG, runs.RESULTS])
+def test_a_damaged_cached_run_is_refused_naming_the_file(damaged_copy, name, capsys):
+    path = damaged_copy / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated mid-file
+    with pytest.raises((runs.DamagedRunError, ValueError), match=re.escape(name)):
+        train(preset("smoke", "gaussian", seed=0), **SMOKE)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--scale", "smoke", "--method", "gaussian", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and name in err and "delete" in err
+
+
+def test_an_edited_file_of_the_same_size_is_caught(damaged_copy):
+    path = damaged_copy / runs.METRICS
+    text = path.read_text()
+    path.write_text(text.replace("0", "1", 1))
+    with pytest.raises(runs.DamagedRunError, match="SHA-256"):
+        train(preset("smoke", "gaussian", seed=0), **SMOKE)
+
+
+def test_a_change_of_training_code_is_a_new_run(gaussian_run, monkeypatch):
+    cfg = preset("smoke", "gaussian", seed=0)
+    assert runs.run_dir(cfg) == gaussian_run.dir and runs.status(gaussian_run) == "done"
+    monkeypatch.setattr(runs, "code_version", lambda: "0" * 12)  # what an edit of e.g. loss.py does
+    assert runs.run_dir(cfg) != gaussian_run.dir
+    assert runs.status(gaussian_run) == "other-code" and gaussian_run.config == cfg.resolved()  # still readable
+
+
+def test_a_damaged_checkpoint_is_named_with_the_fix(roots, runs_dir):
+    cfg = preset("smoke", "hdm", seed=3, epochs=2)
+
+    def stop(epoch, row):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, on_epoch_end=stop, **SMOKE)
+    last = runs.run_dir(cfg) / runs.LAST
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(runs.DamagedRunError, match=f"{runs.LAST} cannot be read.*delete it to restart"):
+        train(cfg, **SMOKE)
+
+
+def test_config_ranges_are_checked_when_the_config_is_built():
+    for key, value in (("lr", "inf"), ("lr", "nan"), ("rotation_prob", 5), ("scale_factor", -1),
+                       ("half_body_prob", -0.1), ("sigma", 0), ("seed", -1)):  # fmt: skip
+        with pytest.raises(ValueError, match=f"config key {key}"):
+            preset("smoke", "hdm", **{key: value})
+
+
+def test_cli_user_errors_are_one_line_and_exit_2(roots, runs_dir, gaussian_run, tmp_path, capsys, monkeypatch):
+    def one_line_error(args):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(args)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        return err
+
+    assert "CUDA is not available" in one_line_error(
+        ["train", "--scale", "smoke", "--method", "hdm", "--set", "device=cuda"]) or torch.cuda.is_available()
+    assert "seed" in one_line_error(["config", "--scale", "smoke", "--method", "hdm", "--set", "seed=abc"])
+    assert "method" in one_line_error(["config", "--scale", "smoke", "--method", "hdm", "--set", "method=mse"])
+    unfinished = runs.Run.of(preset("smoke", "dot", seed=5))
+    unfinished.write_config(preset("smoke", "dot", seed=5).resolved())
+    assert "not finished" in one_line_error(["evaluate", "--run", str(unfinished.dir)])
+    # --set method=... is --method ...
+    assert cli.main(["config", "--scale", "smoke", "--method", "hdm", "--set", "method=gaussian"]) == 0
+    assert json.loads(capsys.readouterr().out)["method"] == "gaussian"
+    # a runs folder that cannot be written (a file in the way: an OSError even for root, like a read-only disk)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("HDM_RUNS", str(blocker / "runs"))
+    assert "not-a-folder" in one_line_error(["train", "--scale", "smoke", "--method", "hdm", "--no-progress"])
+
+
+def test_notebook_parameters_are_checked_before_any_work():
+    from hdm.config import check_parameters
+
+    check_parameters(scale="smoke", seeds=[0, 1], dataset=None, variants=["hdm+supplier:softplus"], n_picks=4,
+                     ours_model="hdm", first_epoch=2)  # fmt: skip
+    for bad, match in ((dict(scale="huge"), "scale='huge'"), (dict(seeds=[]), "seeds"), (dict(seeds="0"), "seeds"),
+                       (dict(dataset="imagenet"), "dataset"), (dict(variants=["hdm+supplier:sigmoid"]), "supplier"),
+                       (dict(ours_model="hdmx"), "unknown method"), (dict(n_picks=0), "n_picks")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            check_parameters(**bad)

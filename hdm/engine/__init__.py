@@ -1,0 +1,19 @@
+"""The engine: training loop, the one prediction path, evaluation, and the datasets a config names.
+
+=======================  ==========================================================================
+module                   job
+=======================  ==========================================================================
+``engine.data``          ``build_data(cfg)``: the run's datasets (synthetic, COCO, MPII)
+``engine.prediction``    model -> heatmaps -> decode -> image coordinates (``predict``, ``predict_samples``)
+``engine.evaluation``    the validation metrics of a model; ``evaluate(run)`` with any decoder (cached)
+``engine.training``      ``train(cfg) -> Run``: the loop, resume, torchrun
+=======================  ==========================================================================
+"""
+
+from hdm.engine.data import Data, build_data
+from hdm.engine.evaluation import evaluate, validate
+from hdm.engine.prediction import SamplePredictions, decode_to_image, predict, predict_samples
+from hdm.engine.training import train
+
+__all__ = ["Data", "SamplePredictions", "build_data", "decode_to_image", "evaluate", "predict", "predict_samples",
+           "train", "validate"]

@@ -1,0 +1,104 @@
+"""The datasets of a run, built from its config: ``build_data(cfg)``.
+
+A dataset knows nothing about methods: it yields image crops, joints in heatmap px, their visibility and the
+crop geometry (``hdm.data``). Missing files raise ``hdm.data.DatasetNotFoundError`` (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from hdm.config import Config
+from hdm.data import CocoTopDown, MpiiTopDown, coco_paths, mpii_paths, synthetic
+
+log = logging.getLogger(__name__)
+
+
+class Data(NamedTuple):
+    """The datasets of a run. ``train`` is None when only evaluating; ``detections`` only for COCO with detector
+    boxes. ``val_indices`` / ``det_indices``: the samples used; ``eval_image_ids``: images scored by COCOeval
+    (None: every image of the annotations, the official protocol)."""
+
+    train: Dataset | None
+    val: CocoTopDown | MpiiTopDown
+    val_indices: np.ndarray
+    detections: CocoTopDown | None
+    det_indices: np.ndarray | None
+    eval_image_ids: list[int] | None
+
+    @property
+    def num_joints(self) -> int:
+        return self.val.num_joints
+
+    @property
+    def coco_format(self) -> bool:
+        return isinstance(self.val, CocoTopDown)
+
+
+def augmentation(cfg: Config) -> dict:
+    """The training augmentation keyword arguments of ``TopDownDataset`` from the config."""
+    return dict(
+        flip=cfg.flip, scale_factor=cfg.scale_factor, rotation_factor=cfg.rotation_factor,
+        rotation_prob=cfg.rotation_prob, half_body_prob=cfg.half_body_prob,
+        half_body_min_joints=cfg.half_body_min_joints, seed=cfg.seed,
+    )  # fmt: skip
+
+
+def whole_image_prefix(image_ids, limit: int | None) -> np.ndarray:
+    """Indices of the first ``limit`` samples, minus those whose image has samples past the cut (so every kept
+    image keeps all its persons); at least the first image's samples. ``image_ids``: (N,). Returns sorted int64."""
+    image_ids = np.asarray(image_ids)
+    if limit is None or limit >= len(image_ids):
+        return np.arange(len(image_ids))
+    cut = set(image_ids[limit:].tolist())
+    keep = [i for i in range(limit) if image_ids[i] not in cut]
+    return np.asarray(keep or np.flatnonzero(image_ids == image_ids[0]), dtype=np.int64)
+
+
+def base_dataset(dataset: Dataset):
+    """The dataset under a ``Subset`` (or the dataset itself)."""
+    return dataset.dataset if isinstance(dataset, Subset) else dataset
+
+
+def build_data(cfg: Config, train: bool = True) -> Data:
+    """The run's datasets (the train split only when ``train``).
+
+    Raises ``hdm.data.DatasetNotFoundError`` for missing files (nothing is downloaded) and
+    ``hdm.data.EmptyDatasetError`` when a split holds no person.
+    """
+    sizes = dict(input_hw=tuple(cfg.input_hw), heatmap_hw=tuple(cfg.heatmap_hw))
+    train_set = detections = None
+    if cfg.dataset == "mpii":
+        paths = mpii_paths()
+        gt_valid = paths.gt_valid if paths.gt_valid.is_file() else None
+        val = MpiiTopDown(paths.valid, paths.image_dir, train=False, gt_valid=gt_valid, **sizes)
+        if gt_valid is None:
+            log.warning("%s is missing: MPII validation reports PCK, not PCKh (no head sizes)", paths.gt_valid)
+        if train:
+            train_set = MpiiTopDown(paths.train, paths.image_dir, train=True, **sizes, **augmentation(cfg))
+    else:
+        if cfg.dataset == "synthetic":
+            train_files = synthetic.synthetic_split(cfg.synthetic_preset, "train", cfg.data_seed) if train else None
+            val_files = synthetic.synthetic_split(cfg.synthetic_preset, "val", cfg.data_seed)
+        else:
+            train_files, val_files = coco_paths(split="train2017")[:2], coco_paths(split="val2017")[:2]
+        val = CocoTopDown(*val_files, train=False, **sizes)
+        if cfg.dataset == "coco" and cfg.val_boxes == "detections":
+            detections = CocoTopDown(*val_files, train=False, boxes=coco_paths(split="val2017").detections, **sizes)
+        if train:
+            train_set = CocoTopDown(*train_files, train=True, **sizes, **augmentation(cfg))
+    val_ids = np.array([r.image_id for r in val.records])
+    val_indices = whole_image_prefix(val_ids, cfg.max_val_samples)
+    subset = cfg.max_val_samples is not None and len(val_indices) < len(val)
+    eval_image_ids = sorted(set(val_ids[val_indices].tolist())) if subset else None
+    det_indices = None
+    if detections is not None:
+        det_ids = np.array([r.image_id for r in detections.records])
+        det_indices = np.arange(len(detections)) if not subset else np.flatnonzero(np.isin(det_ids, eval_image_ids))
+    if train_set is not None and cfg.max_train_samples is not None and cfg.max_train_samples < len(train_set):
+        train_set = Subset(train_set, range(cfg.max_train_samples))
+    return Data(train_set, val, val_indices, detections, det_indices, eval_image_ids)

@@ -1,0 +1,150 @@
+"""Validation of a model and evaluation of a finished run: every number of a metrics.csv row.
+
+- ``val_mse`` (``HeatmapMSELoss`` to Gaussian targets) and ``val_hdm`` (``HDMLoss``, exact, sub-pixel, relu),
+  whatever the method, on the heatmaps that are decoded (flip-averaged when ``flip_test``, as HRNet does);
+- COCO-format datasets (synthetic, coco): ``AP AP50 AP75 APM APL AR`` (pycocotools, HRNet's rescoring and
+  OKS-NMS; ground-truth boxes, or person detections for coco with ``val_boxes="detections"``);
+  MPII: ``PCKh`` (PCKh@0.5 mean) when ``annot/gt_valid.mat`` provides head boxes;
+  every dataset: ``PCK`` (``pck_bbox`` at ``pck_threshold`` of the box size: the longer side of the person
+  box at the model's aspect ratio, before the 1.25 padding), ``err_px`` (mean joint error, original-image px)
+  and ``err_hm`` (mean joint error, heatmap px, joints with target weight 1).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hdm import distributed
+from hdm.config import Config
+from hdm.decode import DECODERS
+from hdm.engine.data import Data, build_data
+from hdm.engine.prediction import predict
+from hdm.geometry import BOX_PADDING, PIXEL_STD
+from hdm.metrics import coco_keypoint_eval, localisation_error, make_coco_results, pck_bbox, pckh
+from hdm.runs import Run, open_run
+
+COCO_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
+LOSSES = ("val_mse", "val_hdm")
+
+
+def resolve_device(requested: str, info: distributed.DistInfo | None = None) -> torch.device:
+    """``auto`` -> cuda if available, else cpu; a distributed CUDA run uses ``cuda:LOCAL_RANK``."""
+    info = info or distributed.DistInfo()
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(requested)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {requested!r} requested but CUDA is not available: use device=cpu or auto")
+        if info.distributed:
+            device = torch.device("cuda", info.local_rank)
+        elif device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def reduce_device(device: torch.device) -> torch.device:
+    """nccl reduces CUDA tensors only; gloo CPU tensors."""
+    return device if device.type == "cuda" else torch.device("cpu")
+
+
+def _predict_all(model, dataset, indices, cfg: Config, device, info, decoder: str, flip_test: bool, progress: bool):
+    """``predict`` split over the ranks (sample i on rank i mod W), gathered in dataset order on every rank."""
+    shard = np.asarray(indices)[info.rank :: info.world_size]
+    arrays, sums = predict(model, dataset, shard, decoder=decoder, device=device, batch_size=cfg.batch_size,
+                           flip_test=flip_test, flip_shift_px=cfg.flip_shift_px, sigma=cfg.sigma,
+                           num_workers=cfg.num_workers, progress=progress)  # fmt: skip
+    if not info.distributed:
+        return arrays, sums
+    gathered = [a for a in distributed.all_gather_objects(arrays) if len(a.get("index", ()))]
+    merged = {k: np.concatenate([a[k] for a in gathered]) for k in gathered[0]}
+    order = np.argsort(merged["index"], kind="stable")
+    keys = (*LOSSES, "count")
+    totals = distributed.all_reduce_sum([sums[k] for k in keys], reduce_device(device))
+    return {k: v[order] for k, v in merged.items()}, dict(zip(keys, totals))
+
+
+def accuracy(arrays: dict[str, np.ndarray], pck_threshold: float = 0.1) -> dict[str, float]:
+    """PCK (box-normalised), PCKh (when head sizes exist), err_px and err_hm of ground-truth-box predictions."""
+    visible = arrays["keypoint_flags"] > 0
+    box_size = arrays["scale"].max(axis=1) * PIXEL_STD / BOX_PADDING
+    out = {}
+    if "head_size" in arrays:
+        out["PCKh"] = float(pckh(arrays["image_coords"], arrays["image_joints"], visible, arrays["head_size"]).loc["Mean", "pckh"])
+    out["PCK"] = pck_bbox(arrays["image_coords"], arrays["image_joints"], visible, box_size, pck_threshold).mean
+    errors = localisation_error(arrays["image_coords"], arrays["image_joints"], visible)
+    out["err_px"] = float(np.nanmean(errors)) if visible.any() else float("nan")
+    counted = arrays["visibility"] > 0
+    hm_errors = np.linalg.norm(arrays["coords"] - arrays["joints"], axis=-1)[counted]
+    out["err_hm"] = float(hm_errors.mean()) if hm_errors.size else float("nan")
+    return out
+
+
+def coco_results(arrays: dict[str, np.ndarray]) -> list[dict]:
+    """COCO results with HRNet's rescoring and OKS-NMS; the NMS area is the padded box's (200 scale)^2."""
+    areas = np.prod(arrays["scale"].astype(np.float64) * PIXEL_STD, axis=1)
+    return make_coco_results(arrays["image_coords"], arrays["maxvals"], arrays["image_id"], arrays["box_score"], areas)
+
+
+def validate(model: nn.Module, data: Data, cfg: Config, device: torch.device, info: distributed.DistInfo,
+             decoder: str, flip_test: bool, progress: bool = False):  # fmt: skip
+    """Every validation number of one model. Returns (metrics, arrays, coco results or None) on rank 0 and
+    ``({}, arrays, None)`` elsewhere; metrics: val_mse, val_hdm, the COCO metrics (COCO format), PCKh, PCK,
+    err_px, err_hm."""
+    arrays, sums = _predict_all(model, data.val, data.val_indices, cfg, device, info, decoder, flip_test, progress)
+    det_arrays = None
+    if data.detections is not None:
+        det_arrays, _ = _predict_all(model, data.detections, data.det_indices, cfg, device, info, decoder,
+                                     flip_test, progress)  # fmt: skip
+    if not info.main:
+        return {}, arrays, None
+    count = sums["count"]
+    metrics = {name: sums[name] / count if count else float("nan") for name in LOSSES}
+    results = None
+    if data.coco_format:
+        results = coco_results(det_arrays if det_arrays is not None else arrays)
+        scores = coco_keypoint_eval(data.val.coco, results, data.eval_image_ids)
+        metrics.update({k: scores[k] for k in COCO_METRICS})
+    metrics.update(accuracy(arrays, cfg.pck_threshold))
+    return metrics, arrays, results
+
+
+def evaluate(run: Run | str | Path, decoder: str | None = None, flip_test: bool | None = None, *,
+             device: str = "auto", progress: bool | None = None, refresh: bool = False) -> dict[str, float]:  # fmt: skip
+    """Validation metrics of a finished run's final model with any decoder and flip test, cached in the run.
+
+    Args:
+        run: a ``Run`` or its folder. decoder: a ``hdm.decode.DECODERS`` key (default: the run's).
+        flip_test: average with the flipped image (default: the run's setting). device: auto | cpu | cuda[:N].
+        refresh: recompute even when the cache holds the result.
+    Returns:
+        the metrics of a metrics.csv row (without epoch, lr, train_loss). Cached as
+        ``eval/<decoder>-flip<0|1>.json`` with the predictions beside it (``.npz``, keys of predictions.npz).
+    Raises:
+        ValueError: unknown decoder or unfinished run. DamagedRunError: the run's files do not verify.
+    """
+    run = run if isinstance(run, Run) else open_run(run)
+    if not run.done:
+        raise ValueError(f"{run.dir} is not finished (no done marker): train it first with `hdm train`")
+    run.verify()
+    cfg = run.config
+    decoder = decoder or cfg.decoder
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; expected one of {sorted(DECODERS)}")
+    flip_test = cfg.flip_test if flip_test is None else bool(flip_test)
+    key = f"{decoder}-flip{int(flip_test)}"
+    cached = None if refresh else run.evaluation(key)
+    if cached is not None:
+        return cached
+    torch_device = resolve_device(device)
+    data = build_data(cfg, train=False)
+    model = run.load_model(torch_device)
+    show = sys.stderr.isatty() if progress is None else progress
+    metrics, arrays, _ = validate(model, data, cfg, torch_device, distributed.DistInfo(), decoder, flip_test, show)
+    run.save_evaluation(key, metrics, arrays, decoder=decoder, flip_test=flip_test)
+    return metrics
