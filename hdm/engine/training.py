@@ -36,12 +36,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from hdm import distributed
-from hdm.config import Config
+from hdm.config import Config, pretrain_config
 from hdm.engine.data import base_dataset, build_data
 from hdm.engine.evaluation import reduce_device, resolve_device, validate
 from hdm.methods import method_loss
 from hdm.models import get_model
-from hdm.runs import Run, RunLock, RunLockedError
+from hdm.runs import DamagedRunError, Run, RunLock, RunLockedError
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,20 @@ def train_epoch(net: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimize
 
 
 def initial_model(cfg: Config, run: Run, num_joints: int) -> nn.Module:
-    """The model at epoch 0: HRNet's initialisation from ``seed``, or the final weights of ``init_from``'s run."""
+    """The model at epoch 0: HRNet's initialisation from ``seed``; with ``init="pretrained"`` every weight but the
+    head then comes from the part-segmentation pretraining (trained on first use, cached); with ``init_from``
+    every weight comes from that run's final model."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = get_model(cfg.model, num_joints)
+    if cfg.init == "pretrained" and cfg.init_from is None:
+        from hdm.engine.pretraining import backbone_state, pretrain
+
+        source = pretrain(pretrain_config(cfg), progress=False)
+        missing, unexpected = model.load_state_dict(backbone_state(source), strict=False)
+        if unexpected or any(not k.startswith("final_layer.") for k in missing):
+            raise DamagedRunError(f"{source.dir}: its weights do not fit {cfg.model} (missing {missing}, "
+                                  f"unexpected {unexpected}); delete it to rebuild")  # fmt: skip
+        log.info("%s: backbone from %s", run.dir, source.dir)
     if cfg.init_from is not None:
         source = Run.of(cfg.init_config())
         model.load_state_dict(source.verify().state_dict())
@@ -229,6 +240,9 @@ def _fit(cfg: Config, data, run: Run, info, device: torch.device, show: bool, on
     if resumed and not info.main:
         state = run.load_checkpoint()
     if state is not None:
+        if state.get("hash") != run.name:
+            raise DamagedRunError(f"{run.dir / 'last.pt'} belongs to another run ({state.get('hash')}); delete it to "
+                                  "restart this run from epoch 1")  # fmt: skip
         model.load_state_dict(state["model"])
     net = distributed.wrap_model(model, info, device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
