@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
+import math
 import re
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from hdm.data.errors import EmptyDatasetError, missing
+from hdm.data.errors import AnnotationError, EmptyDatasetError, missing
 from hdm.data.keypoints import COCO, JointSet, joint_set_from_names
 from hdm.data.transforms import Augmentation, PersonRecord, TopDownDataset
+from hdm.data.validation import read_json, validate_coco
 from hdm.geometry import box_to_center_scale
 from hdm.paths import data_root
 
@@ -65,13 +66,25 @@ def _layout(ann_file: Path | str = "person_keypoints_val2017.json") -> list[str]
 
 
 def load_coco(ann_file: Path | str):
-    """``pycocotools.coco.COCO`` of ``ann_file``, read quietly (pycocotools prints progress otherwise)."""
-    from pycocotools.coco import COCO as CocoApi
-
+    """``pycocotools.coco.COCO`` of ``ann_file``, checked (``hdm.data.validation.validate_coco``: one-line
+    ``AnnotationError`` naming the file and annotation on a defect; missing ``area``/``num_keypoints``/``iscrowd``
+    filled in) and indexed quietly (pycocotools prints progress otherwise)."""
     if not Path(ann_file).is_file():
         raise missing("COCO-format keypoint annotations", ann_file, _layout(ann_file), COCO_SOURCE)
+    data = validate_coco(read_json(ann_file), ann_file)
+    return coco_from_dict(data)
+
+
+def coco_from_dict(data: dict):
+    """A ``pycocotools.coco.COCO`` indexing an already checked annotation dict (no file read)."""
+    from pycocotools.coco import COCO as CocoApi
+
+    api = CocoApi()
+    api.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
-        return CocoApi(str(ann_file))
+        api.createIndex()
+    api.hdm_validated = True  # hdm.metrics.coco_keypoint_eval skips its own check of this ground truth
+    return api
 
 
 def person_category(api) -> tuple[int, JointSet]:
@@ -116,7 +129,7 @@ def gt_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, aspect: f
             if ann.get("category_id") != cat_id or ann.get("iscrowd", 0):
                 continue
             box = clean_box(ann["bbox"], info["width"], info["height"])
-            area = float(ann.get("area", ann["bbox"][2] * ann["bbox"][3]))
+            area = float(ann["area"])  # filled from the box by validate_coco when the file has none
             if box is None or area <= 0:
                 continue
             kp = np.asarray(ann.get("keypoints", [0] * 3 * k), dtype=np.float64)
@@ -147,14 +160,27 @@ def detection_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, as
     """One ``PersonRecord`` per person detection with ``score >= threshold``, in file order."""
     if not Path(path).is_file():
         raise missing("person detection results", path, _layout(), COCO_SOURCE)
-    with open(path) as f:
-        dets = json.load(f)
+    dets = read_json(path, fix="restore the file, or regenerate it with the person detector")
     required = {"image_id", "category_id", "bbox", "score"}
-    if not isinstance(dets, list) or any(not isinstance(d, dict) or required - d.keys() for d in dets):
-        raise ValueError(
-            f"{path} is not in COCO results format: expected a list of {{'image_id', 'category_id', "
-            "'bbox': [x, y, w, h], 'score'}} dicts"
+    if not isinstance(dets, list):
+        raise AnnotationError(
+            f"{path}: the top level is a JSON {type(dets).__name__}, expected COCO results format: a list of "
+            "{'image_id', 'category_id', 'bbox': [x, y, w, h], 'score'} dicts"
         )
+    for n, d in enumerate(dets):
+        lacks = sorted(required - d.keys()) if isinstance(d, dict) else sorted(required)
+        if lacks:
+            raise AnnotationError(
+                f"{path}: detection #{n} lacks {lacks}; COCO results format is a list of "
+                "{'image_id', 'category_id', 'bbox': [x, y, w, h], 'score'} dicts"
+            )
+        box, score = d["bbox"], d["score"]
+        finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
+        if not (isinstance(box, list) and len(box) == 4 and all(finite(b) for b in box) and finite(score)):
+            raise AnnotationError(
+                f"{path}: detection #{n} (image_id {d['image_id']}) has bbox {box!r} and score {score!r}; both must "
+                "be finite numbers (bbox [x, y, w, h] image px)"
+            )
     k = joint_set.num_joints
     records = []
     for d in dets:
@@ -197,6 +223,7 @@ class CocoTopDown(TopDownDataset):
         seed: base seed of the per-sample augmentation draws (see ``set_epoch``).
     Raises:
         DatasetNotFoundError: ann_file, image_dir or the detection file is missing.
+        AnnotationError: a file is malformed (the message names it, the annotation and the fix).
         EmptyDatasetError: no person to yield.
     """
 

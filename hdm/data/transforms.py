@@ -46,8 +46,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from hdm.data.errors import DatasetNotFoundError, EmptyDatasetError
+from hdm.data.errors import CorruptImageError, DatasetNotFoundError, EmptyDatasetError
 from hdm.data.keypoints import JointSet
+from hdm.data.validation import check_image_bytes
 from hdm.geometry import PIXEL_STD, crop_matrix, hflip_matrix
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -177,10 +178,23 @@ def image_size(record: PersonRecord) -> tuple[int, int]:
 
 
 def read_image(path: Path | str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, EXIF orientation ignored (as HRNet reads COCO)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    """(H, W, 3) uint8 RGB, EXIF orientation ignored (as HRNet reads COCO).
+
+    Raises ``DatasetNotFoundError`` for a missing file and ``CorruptImageError`` (naming the file) for one that
+    is truncated (``hdm.data.validation.truncation``: OpenCV would decode a cut JPEG silently, grey below the
+    cut) or cannot be decoded."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DatasetNotFoundError(f"image not found: {path} (listed in the annotations)") from None
+    except OSError as err:
+        raise CorruptImageError(f"{path}: cannot read the image file ({err.strerror}); check the file and its permissions") from None
+    check_image_bytes(data, path)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
-        raise DatasetNotFoundError(f"image not found or unreadable: {path} (listed in the annotations)")
+        raise CorruptImageError(
+            f"{path}: OpenCV cannot decode these {len(data)} bytes as an image; restore the file from the original archive"
+        )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
