@@ -147,6 +147,7 @@ def test_area_num_keypoints_and_iscrowd_are_filled_when_absent(tmp_path):
     results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
                for a in ds.coco.dataset["annotations"] if a["num_keypoints"] > 0]  # fmt: skip
     assert coco_keypoint_eval(ds.coco, results)["AP"] == pytest.approx(1.0)
+    assert coco_keypoint_eval(write(tmp_path, data, "path.json"), results)["AP"] == pytest.approx(1.0)
 
 
 def test_truncated_detection_file(tmp_path):

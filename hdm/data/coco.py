@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hdm.data.errors import AnnotationError, EmptyDatasetError, missing
-from hdm.data.keypoints import COCO, JointSet, joint_set_from_names
+from hdm.data.keypoints import JointSet, resolve_joint_set
 from hdm.data.transforms import Augmentation, PersonRecord, TopDownDataset
 from hdm.data.validation import read_json, validate_coco
 from hdm.geometry import box_to_center_scale
@@ -87,25 +87,34 @@ def coco_from_dict(data: dict):
     return api
 
 
-def person_category(api) -> tuple[int, JointSet]:
-    """(category id, joint set) of the person category: the one named "person", or the only category."""
+def keypoint_category(api, joint_set=None, sigmas=None, source: str = "the annotations") -> tuple[int, JointSet]:
+    """(category id, joint set) of the keypoint category: the one named "person", else the only category, else
+    the only one listing keypoint names.
+
+    joint_set: None to detect the set from the category's keypoint names (``hdm.data.keypoints.resolve_joint_set``),
+    a key of ``JOINT_SETS`` or a ``JointSet``. sigmas: K numbers or "uniform" to override the set's OKS sigmas.
+    """
     cats = api.loadCats(api.getCatIds())
-    chosen = [c for c in cats if c.get("name") == "person"] or (cats if len(cats) == 1 else [])
-    if not chosen:
+    chosen = [c for c in cats if c.get("name") == "person"] or (
+        cats if len(cats) == 1 else [c for c in cats if c.get("keypoints")]
+    )
+    if len(chosen) != 1:
         names = [c.get("name") for c in cats]
-        raise EmptyDatasetError(f"no 'person' category in the annotations (categories: {names})")
+        raise EmptyDatasetError(
+            f"{source}: no single keypoint category to read (categories: {names}); keep one category with "
+            "'keypoints' names, or name it 'person'"
+        )
     cat = chosen[0]
-    names = cat.get("keypoints")
-    if not names:
-        sizes = {len(a["keypoints"]) // 3 for a in api.dataset.get("annotations", []) if "keypoints" in a}
-        if sizes - {COCO.num_joints}:
-            raise ValueError(
-                f"the person category lists no keypoint names and annotations hold {sorted(sizes)} joints; "
-                f"add 'keypoints' names to the category (only {COCO.num_joints}-joint COCO data may omit them)"
-            )
-        return cat["id"], COCO
-    skeleton = [(a - 1, b - 1) for a, b in cat.get("skeleton", [])]
-    return cat["id"], joint_set_from_names(names, skeleton)
+    names = cat.get("keypoints") or None
+    anns = api.dataset["annotations"]
+    sizes = {len(a["keypoints"]) // 3 for a in anns if a["category_id"] == cat["id"] and "keypoints" in a}
+    skeleton = [(a - 1, b - 1) for a, b in cat.get("skeleton") or []]
+    num_joints = len(names) if names else (min(sizes) if sizes else None)
+    resolved = resolve_joint_set(names, num_joints, joint_set, sigmas, skeleton, source)
+    return cat["id"], resolved
+
+
+person_category = keypoint_category  # the name used before other keypoint sets were supported
 
 
 def clean_box(bbox, width: int, height: int) -> np.ndarray | None:
@@ -221,9 +230,18 @@ class CocoTopDown(TopDownDataset):
         flip, scale_factor, rotation_factor, rotation_prob, half_body_prob, half_body_min_joints:
             training augmentation, see ``hdm.data.transforms.Augmentation`` (defaults: HRNet COCO).
         seed: base seed of the per-sample augmentation draws (see ``set_epoch``).
+        joint_set: the keypoint set: None detects it from the category's keypoint names (built-in sets in any
+            spelling and order, else a "custom" set with flip pairs from the names and no sigmas); a key of
+            ``hdm.data.keypoints.JOINT_SETS`` (e.g. "crowdpose"); or a ``JointSet``.
+        sigmas: K OKS constants, or "uniform" (``hdm.data.keypoints.UNIFORM_SIGMA`` each), overriding the set's;
+            needed to evaluate a custom set with COCO AP.
+    Attributes:
+        coco: the checked ``pycocotools.coco.COCO`` ground truth. category_id: the keypoint category's id.
+        joint_set: the resolved ``JointSet`` (names, flip pairs, sigmas...).
     Raises:
         DatasetNotFoundError: ann_file, image_dir or the detection file is missing.
         AnnotationError: a file is malformed (the message names it, the annotation and the fix).
+        JointSetError: ``joint_set`` does not fit the annotations, or training flips joints without twins.
         EmptyDatasetError: no person to yield.
     """
 
@@ -243,6 +261,8 @@ class CocoTopDown(TopDownDataset):
         half_body_prob: float = 0.3,
         half_body_min_joints: int = 8,
         seed: int = 0,
+        joint_set: str | JointSet | None = None,
+        sigmas=None,
     ):
         self.ann_file, self.image_dir = Path(ann_file), Path(image_dir)
         self.coco = load_coco(self.ann_file)
@@ -251,7 +271,8 @@ class CocoTopDown(TopDownDataset):
         use_gt = isinstance(boxes, str) and boxes == "gt"
         if train and not use_gt:
             raise ValueError(f"training needs ground-truth boxes (boxes='gt'), got boxes={str(boxes)!r}")
-        cat_id, joint_set = person_category(self.coco)
+        cat_id, joint_set = keypoint_category(self.coco, joint_set, sigmas, str(self.ann_file))
+        self.category_id = cat_id
         aspect = input_size[0] / input_size[1]
         if use_gt:
             records = gt_records(self.coco, cat_id, joint_set, self.image_dir, aspect, train)

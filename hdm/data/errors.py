@@ -1,4 +1,5 @@
-"""Errors of the data layer: files missing, no person to yield, malformed annotations, and corrupt images. Every message is one line naming the file and the fix (except
+"""Errors of the data layer: files missing, no person to yield, malformed annotations, corrupt images, and
+joint metadata that cannot serve a request. Every message is one line naming the file and the fix (except
 ``DatasetNotFoundError``, which lists the expected layout)."""
 
 from __future__ import annotations
@@ -40,3 +41,7 @@ class CorruptImageError(ValueError):
     """An image file exists but cannot be decoded, or is truncated (e.g. a JPEG cut short by an interrupted
     copy). The message names the file."""
 
+
+class JointSetError(ValueError):
+    """A dataset's joint metadata cannot serve a request: no OKS sigmas for evaluation, left/right names
+    without a twin for flipping, or a joint set that does not fit the annotations."""

@@ -42,7 +42,8 @@ def read_json(path: Path | str, fix: str = "restore the file (re-download or re-
     except json.JSONDecodeError as err:
         where = f"line {err.lineno} column {err.colno} (char {err.pos} of {len(text)})"
         cut = " it looks truncated;" if len(text.rstrip()) - err.pos < 2048 or "Unterminated" in err.msg else ""
-        raise AnnotationError(f"{path}: invalid JSON: {err.msg} at {where};{cut} {fix}") from None
+        msg = err.msg if err.msg.endswith(" at") else f"{err.msg} at"
+        raise AnnotationError(f"{path}: invalid JSON: {msg}: {where};{cut} {fix}") from None
 
 
 def _is_number(v) -> bool:
@@ -101,10 +102,13 @@ def _check_keypoints(rows: np.ndarray, anns: list, positions: list, names: list[
             name = names[j] if j < len(names) else f"#{j}"
             where = f"{path}: {_describe(anns[n], positions[n])}: keypoint {j} ({name!r})"
             if what == "flag":
-                raise AnnotationError(f"{where} has visibility flag v={v[n, j]!r}, not a number; use v=0 (unlabelled), 1 or 2")
+                raise AnnotationError(
+                    f"{where} has visibility flag v={float(v[n, j]):g} (null or NaN in the file); "
+                    "use v=0 (unlabelled), 1 or 2"
+                )
             raise AnnotationError(
-                f"{where} is labelled (v={v[n, j]:g}) but its position is ({x[n, j]!r}, {y[n, j]!r}); "
-                "fix the coordinates or mark the joint unlabelled (v=0)"
+                f"{where} is labelled (v={v[n, j]:g}) but its position is ({float(x[n, j]):g}, {float(y[n, j]):g}) "
+                "(null, NaN or infinite in the file); fix the coordinates or mark the joint unlabelled (v=0)"
             )
     unlabelled = (v <= 0) & ~(np.isfinite(x) & np.isfinite(y))
     for n in np.flatnonzero(unlabelled.any(axis=1)):
@@ -260,7 +264,8 @@ def validate_mpii(entries, path: Path | str, num_joints: int = 16) -> list:
         )
     k = num_joints
     for row, entry in enumerate(entries):
-        where = f"{path}: entry {row}" + (f" (image {entry['image']!r})" if isinstance(entry, dict) and "image" in entry else "")
+        image = f" (image {entry['image']!r})" if isinstance(entry, dict) and "image" in entry else ""
+        where = f"{path}: entry {row}{image}"
         lacks = [key for key in ("image", "center", "scale") if not isinstance(entry, dict) or key not in entry]
         if lacks:
             raise AnnotationError(f"{where} lacks {lacks}; every person needs 'image', 'center' [x, y] and 'scale'")
