@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from hdm.data import synthetic
+from hdm.data.keypoints import JOINT_SETS
 from hdm.decode import DECODERS
 from hdm.loss import SUPPLIERS
 from hdm.methods import METHOD_KEYS, METHODS, get_method
@@ -62,6 +63,8 @@ class Config:
     max_train_samples: int | None = 1000  # train on the first N persons of the train split (None: all)
     max_val_samples: int | None = None  # validate on the first persons of whole images, at most N (None: all)
     val_boxes: str = "gt"  # COCO accuracy from "gt" boxes or HRNet's person "detections" (dataset="coco")
+    joint_set: str | None = None  # COCO-format keypoint set (hdm.data.keypoints.JOINT_SETS); None: from the names
+    sigmas: tuple[float, ...] | None = None  # OKS constants per joint, overriding the joint set's (custom sets)
     # model and targets
     model: str = "hrnet_tiny"  # one of hdm.models.MODELS
     input_hw: tuple[int, int] = (128, 96)  # (H, W) crop px
@@ -202,6 +205,10 @@ def _validate(cfg: Config) -> None:
     choice("val_boxes", VAL_BOXES)
     choice("supplier", SUPPLIERS)
     choice("init", INITS)
+    if cfg.joint_set is not None:
+        choice("joint_set", tuple(JOINT_SETS))
+    if cfg.sigmas is not None and not all(math.isfinite(v) and v > 0 for v in cfg.sigmas):
+        raise ValueError(f"config key sigmas must be positive OKS constants, one per joint, got {cfg.sigmas}")
     if not cfg.scale or not all(c.isalnum() or c in "_." for c in cfg.scale):
         raise ValueError(f"scale names the run folder: letters, digits, '_' and '.' only, got {cfg.scale!r}")
     for name in ("input_hw", "heatmap_hw"):

@@ -36,8 +36,10 @@ __all__ = [
     "oks",
     "oks_nms",
     "pck_bbox",
+    "pck_joints",
     "pckh",
     "rescore",
+    "resolve_sigmas",
 ]
 
 #: Per-keypoint OKS constants of COCO (pycocotools ``kpt_oks_sigmas``), in COCO's keypoint order.
@@ -86,16 +88,66 @@ def _quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def coco_keypoint_eval(gt, results: list[dict], image_ids: Sequence[int] | None = None) -> dict[str, float]:
+def resolve_sigmas(sigmas, num_joints: int, what: str = "the poses") -> np.ndarray:
+    """(K,) float64 OKS sigmas checked against ``num_joints``.
+
+    Args:
+        sigmas: K positive numbers; ``"uniform"`` for ``hdm.data.keypoints.UNIFORM_SIGMA`` each (only on
+            request: no keypoint set gets it silently); None when unknown (raises, telling how to give them).
+        num_joints: K of the poses / ground truth. what: what holds K joints, for the message.
+    Raises:
+        hdm.data.JointSetError (a ValueError): no sigmas, or not K of them, or not positive.
+    """
+    from hdm.data.errors import JointSetError
+    from hdm.data.keypoints import UNIFORM_SIGMA
+
+    fix = "pass the dataset's (sigmas=dataset.sigmas, from its joint set), K numbers, or sigmas='uniform'"
+    if sigmas is None:
+        raise JointSetError(f"no OKS sigmas for {what} ({num_joints} joints), so OKS cannot be computed: {fix}")
+    if isinstance(sigmas, str):
+        if sigmas != "uniform":
+            raise JointSetError(f"sigmas must be K numbers or 'uniform', got {sigmas!r}")
+        return np.full(num_joints, UNIFORM_SIGMA)
+    values = _np(sigmas).reshape(-1)
+    if values.size != num_joints:
+        raise JointSetError(
+            f"{values.size} OKS sigmas for {what} with {num_joints} joints (COCO's 17 sigmas fit only COCO's 17 "
+            f"joints): {fix}"
+        )
+    if not np.all(np.isfinite(values) & (values > 0)):
+        raise JointSetError(f"OKS sigmas must be positive numbers, got {values.tolist()}")
+    return values
+
+
+def _ground_truth_joints(gt, category_id) -> tuple[int, tuple | None]:
+    """(K, names or None) of the keypoint category ``category_id`` of ``gt``."""
+    cat = gt.cats[category_id]
+    names = cat.get("keypoints") or None
+    if names:
+        return len(names), tuple(names)
+    for ann in gt.dataset["annotations"]:
+        if ann["category_id"] == category_id and "keypoints" in ann:
+            return len(ann["keypoints"]) // 3, None
+    raise ValueError(f"the ground truth's category {category_id} ({cat.get('name')!r}) holds no keypoints to evaluate")
+
+
+def coco_keypoint_eval(
+    gt, results: list[dict], image_ids: Sequence[int] | None = None, sigmas=None
+) -> dict[str, float]:
     """COCO keypoint AP / AR with ``pycocotools.cocoeval.COCOeval(gt, dt, "keypoints")``, silently.
 
     Args:
-        gt: a ``pycocotools.coco.COCO`` holding the ground truth, or the path of its annotation json.
-        results: COCO results, one dict per pose:
-            ``{"image_id": int, "category_id": 1, "keypoints": [x, y, s] * K (image px), "score": float}``.
+        gt: a ``pycocotools.coco.COCO`` holding the ground truth (``dataset.coco``), or the path of its
+            annotation json (read through ``hdm.data.coco.load_coco``). Either is checked once
+            (``hdm.data.validation.validate_coco``): missing ``area``, ``num_keypoints``, ``iscrowd`` are filled in.
+        results: COCO results, one dict per pose, all of one keypoint category of ``gt``:
+            ``{"image_id": int, "category_id": int, "keypoints": [x, y, s] * K (image px), "score": float}``.
             Not modified.
         image_ids: evaluate on these images only (default: every image of ``gt``, the official protocol;
             images without a result then count as misses).
+        sigmas: the K OKS constants (``dataset.sigmas``), or "uniform" (``resolve_sigmas``); None takes them
+            from the joint set the ground truth's keypoint names identify (COCO's for COCO; see
+            ``hdm.data.keypoints.JOINT_SETS``), and raises when that set has none.
     Returns:
         ``{"AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL"}`` as fractions in [0, 1];
         NaN where pycocotools reports -1 (no ground truth in that area range).
@@ -103,10 +155,17 @@ def coco_keypoint_eval(gt, results: list[dict], image_ids: Sequence[int] | None 
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    from hdm.data.coco import load_coco
+    from hdm.data.keypoints import resolve_joint_set
+    from hdm.data.validation import validate_coco
+
     if isinstance(gt, (str, PathLike)):
-        gt = _quiet(COCO, str(gt))
+        gt = load_coco(gt)
     if not isinstance(gt, COCO):
         raise TypeError(f"gt must be a pycocotools COCO object or an annotation json path, got {type(gt).__name__}")
+    if not getattr(gt, "hdm_validated", False):
+        validate_coco(gt.dataset, "the ground truth (a pycocotools COCO object)")
+        gt.hdm_validated = True
     if len(results) == 0:
         raise ValueError("results is empty: there is nothing to evaluate; check the decoding / NMS step")
     missing = [k for k in ("image_id", "category_id", "keypoints", "score") if k not in results[0]]
@@ -118,9 +177,29 @@ def coco_keypoint_eval(gt, results: list[dict], image_ids: Sequence[int] | None 
             f"results hold image_ids absent from the ground truth: {sorted(unknown)[:10]}; "
             "evaluate against the annotation file the images came from"
         )
+    categories = sorted({r["category_id"] for r in results})
+    if len(categories) != 1 or categories[0] not in gt.cats:
+        gt_cats = {c: gt.cats[c].get("name") for c in gt.cats}
+        raise ValueError(
+            f"results use category_id {categories}; they must all be the ground truth's keypoint category "
+            f"(categories: {gt_cats}): pass category_id=dataset.category_id to make_coco_results"
+        )
+    category = categories[0]
+    k, names = _ground_truth_joints(gt, category)
+    lengths = {len(r["keypoints"]) for r in results}
+    if lengths != {3 * k}:
+        raise ValueError(
+            f"results hold keypoint lists of lengths {sorted(lengths)}, the ground truth has {k} joints "
+            f"({3 * k} numbers [x, y, s] * K expected)"
+        )
+    if sigmas is None:
+        sigmas = resolve_joint_set(names, k, source="the ground truth").require_sigmas()
+    sigmas = resolve_sigmas(sigmas, k, f"the ground truth's keypoints{' (' + names[0] + ', ...)' if names else ''}")
 
     dt = _quiet(gt.loadRes, copy.deepcopy(list(results)))  # loadRes writes area/bbox/id into its input
     evaluator = COCOeval(gt, dt, "keypoints")
+    evaluator.params.kpt_oks_sigmas = sigmas
+    evaluator.params.catIds = [category]
     if image_ids is not None:
         evaluator.params.imgIds = sorted(int(i) for i in image_ids)
     _quiet(evaluator.evaluate)
@@ -192,14 +271,17 @@ def oks_nms(results_per_image: Sequence[dict], threshold: float = 0.9, sigmas=CO
     Args:
         results_per_image: dicts with ``"keypoints"`` ((K, 2), (K, 3) or [x, y, s] * K, image px),
             ``"score"`` and ``"area"`` (px², e.g. the person box area).
-        threshold: OKS above which the lower-scored pose is dropped. sigmas: (K,).
+        threshold: OKS above which the lower-scored pose is dropped.
+        sigmas: (K,) OKS constants (default COCO's; pass ``dataset.sigmas`` for another keypoint set), or
+            "uniform" (see ``resolve_sigmas``).
     Returns:
         indices into ``results_per_image`` of the kept poses, by decreasing score (ties: input order).
     """
     if len(results_per_image) == 0:
         return []
-    sigmas = _np(sigmas)
-    kpts = np.stack([_keypoints_xy(r["keypoints"], len(sigmas)) for r in results_per_image])  # (N, K, 2)
+    num_joints = len(_keypoints_xy(results_per_image[0]["keypoints"]))
+    sigmas = resolve_sigmas(sigmas, num_joints, "the poses to suppress")
+    kpts = np.stack([_keypoints_xy(r["keypoints"], num_joints) for r in results_per_image])  # (N, K, 2)
     scores = np.array([float(r["score"]) for r in results_per_image])
     areas = np.array([float(r["area"]) for r in results_per_image])
     pair_oks = oks(kpts[:, None], kpts[None, :], 0.5 * (areas[:, None] + areas[None, :]), sigmas=sigmas)  # (N, N)
@@ -224,6 +306,7 @@ def make_coco_results(
     nms_threshold: float = 0.9,
     score_threshold: float = 0.2,
     sigmas=COCO_SIGMAS,
+    category_id: int = 1,
 ) -> list[dict]:
     """Decoded poses → COCO results, the way HRNet evaluates: rescoring, then OKS-NMS per image.
 
@@ -233,9 +316,11 @@ def make_coco_results(
         areas: (N,) px², the pose's area for OKS-NMS (HRNet: the area of the enlarged person box).
         use_nms: run ``oks_nms`` per image at ``nms_threshold``.
         rescoring: score = ``rescore(box_scores, maxvals, score_threshold)``; otherwise the box score.
-        sigmas: (K,) OKS constants for the NMS.
+        sigmas: (K,) OKS constants for the NMS (default COCO's; pass ``dataset.sigmas`` for another keypoint
+            set), or "uniform"; checked against K when NMS runs or when given (None only without NMS).
+        category_id: the keypoint category of the ground truth (``dataset.category_id``; COCO's person is 1).
     Returns:
-        list of ``{"image_id", "category_id": 1, "keypoints": [x, y, s] * K, "score"}`` (python numbers),
+        list of ``{"image_id", "category_id", "keypoints": [x, y, s] * K, "score"}`` (python numbers),
         images in order of first appearance, poses by decreasing score within an image when NMS is on.
     """
     coords, maxvals = _np(image_coords), _np(maxvals)
@@ -247,12 +332,14 @@ def make_coco_results(
     for name, arr in (("image_ids", image_ids), ("box_scores", box_scores), ("areas", areas)):
         if arr.shape != (n,):
             raise ValueError(f"{name} must have shape (N,) = ({n},), got {arr.shape}")
+    if use_nms or (sigmas is not None and sigmas is not COCO_SIGMAS):  # checked where used or given explicitly
+        sigmas = resolve_sigmas(sigmas, coords.shape[1], "the poses")
 
     scores = rescore(box_scores, maxvals, score_threshold) if rescoring else box_scores
     poses = [
         {
             "image_id": int(image_ids[i]),
-            "category_id": 1,
+            "category_id": int(category_id),
             "keypoints": np.concatenate([coords[i], maxvals[i, :, None]], axis=1).ravel().tolist(),
             "score": float(scores[i]),
             "area": float(areas[i]),
@@ -350,22 +437,26 @@ def pckh(pred, gt, visible, head_size, threshold: float = 0.5, joint_names: Sequ
     Args:
         pred, gt: (N, K, 2) px, (x, y), one frame (e.g. original-image px). visible: (N, K) bool, the joint
             is annotated (MPII: not ``jnt_missing``). head_size: (N,) px, see ``mpii_head_size``.
-        threshold: fraction of the head size. joint_names: (K,) names of the joints in array order,
-            using the names of ``MPII_JOINTS`` (default: the MPII order).
+        threshold: fraction of the head size. joint_names: (K,) names of the joints in array order
+            (default: the MPII order, ``MPII_JOINTS``), in any spelling ``hdm.data.keypoints.canonical_name``
+            reads (``r_ankle``, ``right_ankle``, ``R_Ankle``...): pass ``dataset.joint_set.names``.
     Returns:
         DataFrame indexed by ``Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle, Mean`` with columns
         ``pckh`` (fraction in [0, 1]; NaN without visible joints) and ``count`` (visible joints).
     """
+    from hdm.data.keypoints import canonical_name
+
     pred, gt, visible = _check_pose_arrays(pred, gt, visible)
     joint_names = tuple(joint_names)
+    index = {canonical_name(name): k for k, name in enumerate(joint_names)}
     needed = {n for names in PCKH_GROUPS.values() for n in names} | set(PCKH_MEAN_EXCLUDES)
-    if len(joint_names) != pred.shape[1] or not needed <= set(joint_names):
+    if len(joint_names) != pred.shape[1] or not {canonical_name(n) for n in needed} <= set(index):
         raise ValueError(
-            f"joint_names must name the {pred.shape[1]} joints in array order and include {sorted(needed)}; "
-            f"got {joint_names}"
+            f"joint_names must name the {pred.shape[1]} joints in array order and include {sorted(needed)} "
+            f"(any spelling); got {joint_names}"
         )
     result = _pck(pred, gt, visible, head_size, threshold)
-    index = {name: k for k, name in enumerate(joint_names)}
+    index = {name: index[canonical_name(name)] for name in needed}
 
     rows = {}
     for group, names in PCKH_GROUPS.items():
@@ -373,7 +464,8 @@ def pckh(pred, gt, visible, head_size, threshold: float = 0.5, joint_names: Sequ
         values = result.per_joint[ks]
         seen = values[~np.isnan(values)]
         rows[group] = (float(seen.mean()) if seen.size else float("nan"), int(result.counts[ks].sum()))
-    in_mean = [k for k, n in enumerate(joint_names) if n not in PCKH_MEAN_EXCLUDES]
+    excluded = {index[n] for n in PCKH_MEAN_EXCLUDES}
+    in_mean = [k for k in range(len(joint_names)) if k not in excluded]
     counts = result.counts[in_mean]
     correct = np.nan_to_num(result.per_joint[in_mean]) * counts
     rows["Mean"] = (float(correct.sum() / counts.sum()) if counts.sum() else float("nan"), int(counts.sum()))
@@ -393,3 +485,29 @@ def pck_bbox(pred, gt, visible, box_size, threshold: float = 0.1) -> PCKResult:
         ``PCKResult(mean, per_joint (K,), counts (K,))``: mean = correct / visible pooled over all joints.
     """
     return _pck(pred, gt, visible, box_size, threshold)
+
+
+def pck_joints(pred, gt, visible, joints: tuple[int, int], threshold: float = 0.2) -> PCKResult:
+    """PCK normalised by the ground-truth distance between two joints of each instance, e.g. the torso
+    diameter (``dataset.joint_set.torso_joints``: left shoulder to right hip, PCK@0.2 of LSP) or the head
+    (``joint_set.head_joints``: head top to neck, a head size where no head box exists).
+
+    Instances where either normalising joint is unlabelled, or both coincide, are left out (their joints count
+    in neither ``counts`` nor ``mean``).
+
+    Args:
+        pred, gt: (N, K, 2) px, (x, y). visible: (N, K) bool. joints: the (i, j) joint indices.
+        threshold: fraction of the instance's normalising distance.
+    Returns:
+        ``PCKResult(mean, per_joint (K,), counts (K,))``.
+    """
+    pred, gt, visible = _check_pose_arrays(pred, gt, visible)
+    if joints is None:
+        raise ValueError("this joint set has no normalising joints for PCK: use pck_bbox (box-normalised) instead")
+    i, j = (int(v) for v in joints)
+    k = pred.shape[1]
+    if not (0 <= i < k and 0 <= j < k) or i == j:
+        raise ValueError(f"joints must be two different indices in 0..{k - 1}, got {joints}")
+    norm = np.linalg.norm(gt[:, i] - gt[:, j], axis=-1)
+    usable = visible[:, i] & visible[:, j] & (norm > 0)
+    return _pck(pred, gt, visible & usable[:, None], np.where(usable, norm, 1.0), threshold)

@@ -273,8 +273,9 @@ def oracle_evaluate(
         pred.areas,
         use_nms=False,
         rescoring=False,
+        category_id=getattr(dataset, "category_id", 1),
     )
-    metrics = coco_keypoint_eval(dataset.coco, results)
+    metrics = coco_keypoint_eval(dataset.coco, results, sigmas=dataset.joint_set.sigmas)
     vis = pred.visibility
     err_img = np.linalg.norm(pred.image_coords - pred.image_joints, axis=-1)[vis]
     err_hm = np.linalg.norm(pred.coords - pred.joints, axis=-1)[vis]

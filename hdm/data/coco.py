@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
+import math
 import re
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from hdm.data.errors import EmptyDatasetError, missing
-from hdm.data.keypoints import COCO, JointSet, joint_set_from_names
+from hdm.data.errors import AnnotationError, EmptyDatasetError, missing
+from hdm.data.keypoints import JointSet, resolve_joint_set
 from hdm.data.transforms import Augmentation, PersonRecord, TopDownDataset
+from hdm.data.validation import read_json, validate_coco
 from hdm.geometry import box_to_center_scale
 from hdm.paths import data_root
 
@@ -65,34 +66,55 @@ def _layout(ann_file: Path | str = "person_keypoints_val2017.json") -> list[str]
 
 
 def load_coco(ann_file: Path | str):
-    """``pycocotools.coco.COCO`` of ``ann_file``, read quietly (pycocotools prints progress otherwise)."""
-    from pycocotools.coco import COCO as CocoApi
-
+    """``pycocotools.coco.COCO`` of ``ann_file``, checked (``hdm.data.validation.validate_coco``: one-line
+    ``AnnotationError`` naming the file and annotation on a defect; missing ``area``/``num_keypoints``/``iscrowd``
+    filled in) and indexed quietly (pycocotools prints progress otherwise)."""
     if not Path(ann_file).is_file():
         raise missing("COCO-format keypoint annotations", ann_file, _layout(ann_file), COCO_SOURCE)
+    data = validate_coco(read_json(ann_file), ann_file)
+    return coco_from_dict(data)
+
+
+def coco_from_dict(data: dict):
+    """A ``pycocotools.coco.COCO`` indexing an already checked annotation dict (no file read)."""
+    from pycocotools.coco import COCO as CocoApi
+
+    api = CocoApi()
+    api.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
-        return CocoApi(str(ann_file))
+        api.createIndex()
+    api.hdm_validated = True  # hdm.metrics.coco_keypoint_eval skips its own check of this ground truth
+    return api
 
 
-def person_category(api) -> tuple[int, JointSet]:
-    """(category id, joint set) of the person category: the one named "person", or the only category."""
+def keypoint_category(api, joint_set=None, sigmas=None, source: str = "the annotations") -> tuple[int, JointSet]:
+    """(category id, joint set) of the keypoint category: the one named "person", else the only category, else
+    the only one listing keypoint names.
+
+    joint_set: None to detect the set from the category's keypoint names (``hdm.data.keypoints.resolve_joint_set``),
+    a key of ``JOINT_SETS`` or a ``JointSet``. sigmas: K numbers or "uniform" to override the set's OKS sigmas.
+    """
     cats = api.loadCats(api.getCatIds())
-    chosen = [c for c in cats if c.get("name") == "person"] or (cats if len(cats) == 1 else [])
-    if not chosen:
+    chosen = [c for c in cats if c.get("name") == "person"] or (
+        cats if len(cats) == 1 else [c for c in cats if c.get("keypoints")]
+    )
+    if len(chosen) != 1:
         names = [c.get("name") for c in cats]
-        raise EmptyDatasetError(f"no 'person' category in the annotations (categories: {names})")
+        raise EmptyDatasetError(
+            f"{source}: no single keypoint category to read (categories: {names}); keep one category with "
+            "'keypoints' names, or name it 'person'"
+        )
     cat = chosen[0]
-    names = cat.get("keypoints")
-    if not names:
-        sizes = {len(a["keypoints"]) // 3 for a in api.dataset.get("annotations", []) if "keypoints" in a}
-        if sizes - {COCO.num_joints}:
-            raise ValueError(
-                f"the person category lists no keypoint names and annotations hold {sorted(sizes)} joints; "
-                f"add 'keypoints' names to the category (only {COCO.num_joints}-joint COCO data may omit them)"
-            )
-        return cat["id"], COCO
-    skeleton = [(a - 1, b - 1) for a, b in cat.get("skeleton", [])]
-    return cat["id"], joint_set_from_names(names, skeleton)
+    names = cat.get("keypoints") or None
+    anns = api.dataset["annotations"]
+    sizes = {len(a["keypoints"]) // 3 for a in anns if a["category_id"] == cat["id"] and "keypoints" in a}
+    skeleton = [(a - 1, b - 1) for a, b in cat.get("skeleton") or []]
+    num_joints = len(names) if names else (min(sizes) if sizes else None)
+    resolved = resolve_joint_set(names, num_joints, joint_set, sigmas, skeleton, source)
+    return cat["id"], resolved
+
+
+person_category = keypoint_category  # the name used before other keypoint sets were supported
 
 
 def clean_box(bbox, width: int, height: int) -> np.ndarray | None:
@@ -116,7 +138,7 @@ def gt_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, aspect: f
             if ann.get("category_id") != cat_id or ann.get("iscrowd", 0):
                 continue
             box = clean_box(ann["bbox"], info["width"], info["height"])
-            area = float(ann.get("area", ann["bbox"][2] * ann["bbox"][3]))
+            area = float(ann["area"])  # filled from the box by validate_coco when the file has none
             if box is None or area <= 0:
                 continue
             kp = np.asarray(ann.get("keypoints", [0] * 3 * k), dtype=np.float64)
@@ -147,14 +169,27 @@ def detection_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, as
     """One ``PersonRecord`` per person detection with ``score >= threshold``, in file order."""
     if not Path(path).is_file():
         raise missing("person detection results", path, _layout(), COCO_SOURCE)
-    with open(path) as f:
-        dets = json.load(f)
+    dets = read_json(path, fix="restore the file, or regenerate it with the person detector")
     required = {"image_id", "category_id", "bbox", "score"}
-    if not isinstance(dets, list) or any(not isinstance(d, dict) or required - d.keys() for d in dets):
-        raise ValueError(
-            f"{path} is not in COCO results format: expected a list of {{'image_id', 'category_id', "
-            "'bbox': [x, y, w, h], 'score'}} dicts"
+    if not isinstance(dets, list):
+        raise AnnotationError(
+            f"{path}: the top level is a JSON {type(dets).__name__}, expected COCO results format: a list of "
+            "{'image_id', 'category_id', 'bbox': [x, y, w, h], 'score'} dicts"
         )
+    for n, d in enumerate(dets):
+        lacks = sorted(required - d.keys()) if isinstance(d, dict) else sorted(required)
+        if lacks:
+            raise AnnotationError(
+                f"{path}: detection #{n} lacks {lacks}; COCO results format is a list of "
+                "{'image_id', 'category_id', 'bbox': [x, y, w, h], 'score'} dicts"
+            )
+        box, score = d["bbox"], d["score"]
+        finite = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
+        if not (isinstance(box, list) and len(box) == 4 and all(finite(b) for b in box) and finite(score)):
+            raise AnnotationError(
+                f"{path}: detection #{n} (image_id {d['image_id']}) has bbox {box!r} and score {score!r}; both must "
+                "be finite numbers (bbox [x, y, w, h] image px)"
+            )
     k = joint_set.num_joints
     records = []
     for d in dets:
@@ -195,8 +230,18 @@ class CocoTopDown(TopDownDataset):
         flip, scale_factor, rotation_factor, rotation_prob, half_body_prob, half_body_min_joints:
             training augmentation, see ``hdm.data.transforms.Augmentation`` (defaults: HRNet COCO).
         seed: base seed of the per-sample augmentation draws (see ``set_epoch``).
+        joint_set: the keypoint set: None detects it from the category's keypoint names (built-in sets in any
+            spelling and order, else a "custom" set with flip pairs from the names and no sigmas); a key of
+            ``hdm.data.keypoints.JOINT_SETS`` (e.g. "crowdpose"); or a ``JointSet``.
+        sigmas: K OKS constants, or "uniform" (``hdm.data.keypoints.UNIFORM_SIGMA`` each), overriding the set's;
+            needed to evaluate a custom set with COCO AP.
+    Attributes:
+        coco: the checked ``pycocotools.coco.COCO`` ground truth. category_id: the keypoint category's id.
+        joint_set: the resolved ``JointSet`` (names, flip pairs, sigmas...).
     Raises:
         DatasetNotFoundError: ann_file, image_dir or the detection file is missing.
+        AnnotationError: a file is malformed (the message names it, the annotation and the fix).
+        JointSetError: ``joint_set`` does not fit the annotations, or training flips joints without twins.
         EmptyDatasetError: no person to yield.
     """
 
@@ -216,6 +261,8 @@ class CocoTopDown(TopDownDataset):
         half_body_prob: float = 0.3,
         half_body_min_joints: int = 8,
         seed: int = 0,
+        joint_set: str | JointSet | None = None,
+        sigmas=None,
     ):
         self.ann_file, self.image_dir = Path(ann_file), Path(image_dir)
         self.coco = load_coco(self.ann_file)
@@ -224,7 +271,8 @@ class CocoTopDown(TopDownDataset):
         use_gt = isinstance(boxes, str) and boxes == "gt"
         if train and not use_gt:
             raise ValueError(f"training needs ground-truth boxes (boxes='gt'), got boxes={str(boxes)!r}")
-        cat_id, joint_set = person_category(self.coco)
+        cat_id, joint_set = keypoint_category(self.coco, joint_set, sigmas, str(self.ann_file))
+        self.category_id = cat_id
         aspect = input_hw[1] / input_hw[0]
         if use_gt:
             records = gt_records(self.coco, cat_id, joint_set, self.image_dir, aspect, train)

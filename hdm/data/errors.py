@@ -1,4 +1,6 @@
-"""The two errors a dataset raises before it yields anything: files missing, or no person to yield."""
+"""Errors of the data layer: files missing, no person to yield, malformed annotations, corrupt images, and
+joint metadata that cannot serve a request. Every message is one line naming the file and the fix (except
+``DatasetNotFoundError``, which lists the expected layout)."""
 
 from __future__ import annotations
 
@@ -28,3 +30,18 @@ def missing(what: str, path: Path | str, layout: list[str], source: str) -> Data
         f"Expected layout (the data root moves with the HDM_DATA environment variable):\n{lines}\n"
         f"{source} Nothing is downloaded automatically: place the files there, or pass their paths."
     )
+
+
+class AnnotationError(ValueError):
+    """An annotation file (or one annotation in it) is malformed. The one-line message names the file, the
+    annotation (id, or row for MPII) and the fix."""
+
+
+class CorruptImageError(ValueError):
+    """An image file exists but cannot be decoded, or is truncated (e.g. a JPEG cut short by an interrupted
+    copy). The message names the file."""
+
+
+class JointSetError(ValueError):
+    """A dataset's joint metadata cannot serve a request: no OKS sigmas for evaluation, left/right names
+    without a twin for flipping, or a joint set that does not fit the annotations."""

@@ -20,7 +20,6 @@ Sample fields specific to MPII:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +28,7 @@ import numpy as np
 from hdm.data.errors import EmptyDatasetError, missing
 from hdm.data.keypoints import MPII
 from hdm.data.transforms import Augmentation, PersonRecord, TopDownDataset, with_scale_aspect
+from hdm.data.validation import read_json, validate_mpii
 from hdm.paths import data_root
 
 MPII_SOURCE = (
@@ -125,6 +125,7 @@ class MpiiTopDown(TopDownDataset):
         seed: base seed of the per-sample augmentation draws (see ``set_epoch``).
     Raises:
         DatasetNotFoundError: a file or the image folder is missing. EmptyDatasetError: the json is empty.
+        AnnotationError: the json is malformed (the one-line message names the file, the entry and the fix).
     """
 
     def __init__(
@@ -148,10 +149,7 @@ class MpiiTopDown(TopDownDataset):
             raise missing("MPII annotations", self.ann_file, _layout(), MPII_SOURCE)
         if not self.image_dir.is_dir():
             raise missing("MPII image folder", self.image_dir, _layout(), MPII_SOURCE)
-        with open(self.ann_file) as f:
-            entries = json.load(f)
-        if not isinstance(entries, list):
-            raise ValueError(f"{self.ann_file}: expected a json list of persons (HRNet's MPII layout)")
+        entries = validate_mpii(read_json(self.ann_file), self.ann_file, MPII.num_joints)
         if not entries:
             raise EmptyDatasetError(f"no person to yield: {self.ann_file} is an empty list")
         heads = None if gt_valid is None else head_sizes(gt_valid, len(entries))

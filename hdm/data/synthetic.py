@@ -39,14 +39,23 @@ The ``default`` preset (1200 train + 300 val images, 256 x 256, seed 0) has abou
 labelled joints per person, 23 % of them occluded (v=1), and 3 % small / 64 % medium / 33 % large instances by
 COCOeval's area ranges; it is generated in about 17 s on a 2-core CPU (``benchmarks/synthetic_speed.py``).
 
+Cache integrity: ``synthetic_split`` writes ``manifest.json`` (size and SHA-1 of the json and of every image) into
+each cache folder and checks it whenever the split is asked for (about 0.1 s for the ``default`` preset); a
+truncated json, a missing, cut or altered image makes it regenerate the split (deterministic from its seed)
+instead of serving it. Caches written before the manifest existed get a structural check instead (the json
+parses and validates, every listed image is present with its JPEG end marker).
+
 Public API: ``generate`` (write one split), ``synthetic_split`` (cached presets ``smoke`` / ``default``),
+``cache_problem``,
 ``dataset_statistics``, ``render_preview``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -59,7 +68,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from hdm.data.errors import AnnotationError
+from hdm.data.validation import read_json, truncation, validate_coco
 from hdm.paths import data_root
+
+log = logging.getLogger(__name__)
 
 # Bump whenever the generated pixels or annotations change: it is part of every cache folder's name.
 GENERATOR_VERSION = 1
@@ -647,11 +660,86 @@ def _cache_name(preset: str, split: str, seed: int) -> str:
     return f"{preset}_{split}_seed{seed}_v{GENERATOR_VERSION}_{digest}"
 
 
+MANIFEST = "manifest.json"
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def write_manifest(folder: Path, ann_file: Path, image_dir: Path) -> Path:
+    """Record the size and SHA-1 of the split's json and images in ``folder/manifest.json``."""
+    folder = Path(folder)
+    files = [Path(ann_file)] + sorted(Path(image_dir).glob("*.jpg"))
+    entries = {p.relative_to(folder).as_posix(): [p.stat().st_size, _sha1(p)] for p in files}
+    path = folder / MANIFEST
+    path.write_text(json.dumps({"files": entries}, indent=0, sort_keys=True))
+    return path
+
+
+def cache_problem(folder: Path, ann_file: Path, image_dir: Path) -> str | None:
+    """Why the cached split in ``folder`` must not be served (one line), or None when it is intact."""
+    folder, ann_file, image_dir = Path(folder), Path(ann_file), Path(image_dir)
+    if not folder.is_dir():
+        return "not generated yet"
+    if not ann_file.is_file():
+        return f"{ann_file.name} is missing"
+    manifest = folder / MANIFEST
+    if manifest.is_file():
+        try:
+            files = json.loads(manifest.read_text())["files"]
+            entries = [(folder / rel, int(size), str(digest)) for rel, (size, digest) in files.items()]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return f"{MANIFEST} is unreadable"
+        if folder / ann_file.relative_to(folder) not in {p for p, _, _ in entries}:
+            return f"{MANIFEST} does not list {ann_file.name}"
+        for path, size, digest in entries:
+            if not path.is_file():
+                return f"{path.relative_to(folder)} is missing"
+            if path.stat().st_size != size:
+                return f"{path.relative_to(folder)} has {path.stat().st_size} bytes, {size} were written"
+            if _sha1(path) != digest:
+                return f"{path.relative_to(folder)} is damaged (its SHA-1 differs from the one written)"
+        return None
+    try:  # a cache from before the manifest: structural checks only
+        data = validate_coco(read_json(ann_file), ann_file)
+    except AnnotationError as err:
+        return str(err)
+    for image in data["images"]:
+        path = image_dir / image["file_name"]
+        if not path.is_file():
+            return f"{path.name} is missing"
+        reason = truncation(path.read_bytes())
+        if reason:
+            return f"{path.name}: {reason}"
+    return None
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """Hold an exclusive advisory lock on ``folder`` (a directory; no lock file is left behind) where the
+    platform has ``fcntl``; a no-op elsewhere."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def synthetic_split(preset: str = "default", split: str = "train", seed: int = 0) -> tuple[Path, Path]:
-    """(ann_file, image_dir) of a cached synthetic split under ``data_root()/synthetic``, generated if missing.
+    """(ann_file, image_dir) of a cached synthetic split under ``data_root()/synthetic``, generated if missing
+    and regenerated if damaged (``cache_problem``: the manifest's sizes and checksums, see the module docstring).
 
     Generation writes to a temporary sibling folder that is renamed into place at the end, so an interrupted
-    run never leaves a partial cache. preset: a key of ``PRESETS``; split: "train" or "val".
+    run never leaves a partial cache; concurrent callers wait on a lock of ``data_root()/synthetic`` while one
+    of them generates. preset: a key of ``PRESETS``; split: "train" or "val".
     """
     if preset not in PRESETS:
         raise ValueError(f"Unknown synthetic preset {preset!r}; expected one of {sorted(PRESETS)}.")
@@ -661,20 +749,27 @@ def synthetic_split(preset: str = "default", split: str = "train", seed: int = 0
     folder = data_root() / "synthetic" / _cache_name(preset, split, seed)
     ann_file = folder / "annotations" / f"person_keypoints_{split}.json"
     image_dir = folder / "images" / split
-    if ann_file.is_file() and image_dir.is_dir():
+    if cache_problem(folder, ann_file, image_dir) is None:
         return ann_file, image_dir
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        count = config.num_train if split == "train" else config.num_val
-        generate(tmp, split, count, seed, config.image_size)
+    with _locked(folder.parent):
+        problem = cache_problem(folder, ann_file, image_dir)  # another process may have fixed it meanwhile
+        if problem is None:
+            return ann_file, image_dir
+        if folder.exists():
+            log.warning("synthetic cache %s is damaged (%s): regenerating it from seed %d", folder, problem, seed)
+        tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        trash = folder.parent / f".{folder.name}.damaged-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
+            count = config.num_train if split == "train" else config.num_val
+            tmp_ann, tmp_images = generate(tmp, split, count, seed, config.image_size)
+            write_manifest(tmp, tmp_ann, tmp_images)
+            if folder.exists():
+                os.rename(folder, trash)
             os.rename(tmp, folder)
-        except OSError:  # another process finished first: keep its copy
-            if not ann_file.is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(trash, ignore_errors=True)
     return ann_file, image_dir
 
 

@@ -46,8 +46,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from hdm.data.errors import DatasetNotFoundError, EmptyDatasetError
+from hdm.data.errors import CorruptImageError, DatasetNotFoundError, EmptyDatasetError
 from hdm.data.keypoints import JointSet
+from hdm.data.validation import check_image_bytes
 from hdm.geometry import PIXEL_STD, crop_matrix, hflip_matrix
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -177,10 +178,25 @@ def image_size(record: PersonRecord) -> tuple[int, int]:
 
 
 def read_image(path: Path | str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, EXIF orientation ignored (as HRNet reads COCO)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    """(H, W, 3) uint8 RGB, EXIF orientation ignored (as HRNet reads COCO).
+
+    Raises ``DatasetNotFoundError`` for a missing file and ``CorruptImageError`` (naming the file) for one that
+    is truncated (``hdm.data.validation.truncation``: OpenCV would decode a cut JPEG silently, grey below the
+    cut) or cannot be decoded."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DatasetNotFoundError(f"image not found: {path} (listed in the annotations)") from None
+    except OSError as err:
+        raise CorruptImageError(
+            f"{path}: cannot read the image file ({err.strerror}); check the file and its permissions"
+        ) from None
+    check_image_bytes(data, path)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
-        raise DatasetNotFoundError(f"image not found or unreadable: {path} (listed in the annotations)")
+        raise CorruptImageError(
+            f"{path}: OpenCV cannot decode these {len(data)} bytes as an image; restore the file from the original archive"
+        )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -252,6 +268,8 @@ class TopDownDataset(Dataset):
                 f"half-body augmentation needs an upper/lower body split, which joint set {joint_set.name!r} "
                 "lacks: pass half_body_prob=0"
             )
+        if train and augmentation.flip:
+            joint_set.require_flip_pairs()  # JointSetError: sided names without twins cannot be mirrored
         if not records:
             raise EmptyDatasetError("no person to yield: the annotations hold no usable person box")
         self.records = records
@@ -260,7 +278,7 @@ class TopDownDataset(Dataset):
         self.augmentation = augmentation
         self.seed = int(seed)
         self.epoch = 0
-        self._flip_perm = joint_set.flip_permutation()
+        self._flip_perm = joint_set.flip_permutation() if joint_set.flip_pairs is not None else None
 
     @property
     def stride(self) -> int:
@@ -273,7 +291,13 @@ class TopDownDataset(Dataset):
 
     @property
     def flip_pairs(self) -> tuple[tuple[int, int], ...]:
-        return self.joint_set.flip_pairs
+        """Left/right twins for flip testing; ``JointSetError`` when the joint set cannot pair its names."""
+        return self.joint_set.require_flip_pairs()
+
+    @property
+    def sigmas(self) -> tuple[float, ...] | None:
+        """The joint set's K OKS sigmas, for ``hdm.metrics`` (None when unknown: evaluation then asks for them)."""
+        return self.joint_set.sigmas
 
     def __len__(self) -> int:
         return len(self.records)

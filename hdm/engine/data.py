@@ -71,6 +71,7 @@ def build_data(cfg: Config, train: bool = True) -> Data:
     ``hdm.data.EmptyDatasetError`` when a split holds no person.
     """
     sizes = dict(input_hw=tuple(cfg.input_hw), heatmap_hw=tuple(cfg.heatmap_hw))
+    keypoints = dict(joint_set=cfg.joint_set, sigmas=None if cfg.sigmas is None else list(cfg.sigmas))
     train_set = detections = None
     if cfg.dataset == "mpii":
         paths = mpii_paths()
@@ -86,11 +87,12 @@ def build_data(cfg: Config, train: bool = True) -> Data:
             val_files = synthetic.synthetic_split(cfg.synthetic_preset, "val", cfg.data_seed)
         else:
             train_files, val_files = coco_paths(split="train2017")[:2], coco_paths(split="val2017")[:2]
-        val = CocoTopDown(*val_files, train=False, **sizes)
+        val = CocoTopDown(*val_files, train=False, **sizes, **keypoints)
         if cfg.dataset == "coco" and cfg.val_boxes == "detections":
-            detections = CocoTopDown(*val_files, train=False, boxes=coco_paths(split="val2017").detections, **sizes)
+            detections = CocoTopDown(*val_files, train=False, boxes=coco_paths(split="val2017").detections, **sizes,
+                                     **keypoints)  # fmt: skip
         if train:
-            train_set = CocoTopDown(*train_files, train=True, **sizes, **augmentation(cfg))
+            train_set = CocoTopDown(*train_files, train=True, **sizes, **augmentation(cfg), **keypoints)
     val_ids = np.array([r.image_id for r in val.records])
     val_indices = whole_image_prefix(val_ids, cfg.max_val_samples)
     subset = cfg.max_val_samples is not None and len(val_indices) < len(val)

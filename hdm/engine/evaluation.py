@@ -85,10 +85,12 @@ def accuracy(arrays: dict[str, np.ndarray], pck_threshold: float = 0.1) -> dict[
     return out
 
 
-def coco_results(arrays: dict[str, np.ndarray]) -> list[dict]:
-    """COCO results with HRNet's rescoring and OKS-NMS; the NMS area is the padded box's (200 scale)^2."""
+def coco_results(arrays: dict[str, np.ndarray], dataset) -> list[dict]:
+    """COCO results with HRNet's rescoring and OKS-NMS (the dataset's OKS sigmas and keypoint category); the NMS
+    area is the padded box's (200 scale)^2."""
     areas = np.prod(arrays["scale"].astype(np.float64) * PIXEL_STD, axis=1)
-    return make_coco_results(arrays["image_coords"], arrays["maxvals"], arrays["image_id"], arrays["box_score"], areas)
+    return make_coco_results(arrays["image_coords"], arrays["maxvals"], arrays["image_id"], arrays["box_score"], areas,
+                             sigmas=dataset.sigmas, category_id=dataset.category_id)  # fmt: skip
 
 
 def validate(model: nn.Module, data: Data, cfg: Config, device: torch.device, info: distributed.DistInfo,
@@ -107,8 +109,8 @@ def validate(model: nn.Module, data: Data, cfg: Config, device: torch.device, in
     metrics = {name: sums[name] / count if count else float("nan") for name in LOSSES}
     results = None
     if data.coco_format:
-        results = coco_results(det_arrays if det_arrays is not None else arrays)
-        scores = coco_keypoint_eval(data.val.coco, results, data.eval_image_ids)
+        results = coco_results(det_arrays if det_arrays is not None else arrays, data.val)
+        scores = coco_keypoint_eval(data.val.coco, results, data.eval_image_ids, sigmas=data.val.sigmas)
         metrics.update({k: scores[k] for k in COCO_METRICS})
     metrics.update(accuracy(arrays, cfg.pck_threshold))
     return metrics, arrays, results
