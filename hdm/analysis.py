@@ -427,7 +427,8 @@ def fig2_reading(summary: pd.DataFrame, accuracy: str, scale: str, n_seeds: int,
                  ours: tuple[str, str] = ("hdm", "ours (EMD)")) -> str:  # fmt: skip
     """Fig. 2's reading from :func:`summarise_over_seeds` of :func:`consistency_table` (by method and loss).
 
-    ``reference`` and ``ours``: the (method, loss label) rows of panels (a) and (b).
+    ``reference`` and ``ours``: the (method, loss label) rows of panels (a) and (b). ``epochs``: the (first, last)
+    epochs compared; fewer than three cannot judge the claim.
     """
     def row(method, loss):
         found = summary[(summary["method"] == method) & (summary["loss"] == loss)]
@@ -438,6 +439,8 @@ def fig2_reading(summary: pd.DataFrame, accuracy: str, scale: str, n_seeds: int,
     a, b = row(*reference), row(*ours)
     holds = fig2_claim_holds(a, b)
     why = " (a correlation is undefined: the loss or the accuracy is constant)" if holds is None else ""
+    if epochs[1] - epochs[0] < 2:  # two epochs: ρ is ±1 and at most one step can be inconsistent, whatever the loss
+        holds, why = None, f" with only {epochs[1] - epochs[0] + 1} epochs (ρ over two points is ±1)"
     return (
         f"**Reading ({scale} scale, {n_seeds} seed{'s' * (n_seeds != 1)}, epochs {epochs[0]}–{epochs[1]}).** "
         f"Panel (a), {reference[1]} of the {_SHORT.get(reference[0], reference[0])}-trained model: Spearman "

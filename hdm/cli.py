@@ -5,6 +5,7 @@
     python -m hdm evaluate --run DIR [--decoder local_com|argmax_shift] [--flip-test | --no-flip-test]
     python -m hdm config --scale default --method hdm [--set ...]     # print the resolved config and run folder
     python -m hdm runs                                                  # list the run folders and their state
+    python -m hdm pretrain [--set key=value ...]                        # the part-segmentation backbone (init=pretrained)
     python -m hdm reproduce [--scale S] [--only NOTEBOOK ...] [--param KEY=YAML ...]   # = python -m hdm.reproduce
 
 Every config key (``hdm.config.Config``) can be set with ``--set key=value`` (repeatable); lists are
@@ -20,7 +21,7 @@ import logging
 import sys
 
 from hdm import runs
-from hdm.config import DATASETS, SCALES, preset
+from hdm.config import DATASETS, SCALES, PretrainConfig, preset
 from hdm.methods import METHODS
 
 #: Errors that are the user's to fix: printed as one line, exit status 2.
@@ -35,6 +36,20 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
             raise ValueError(f"--set expects key=value, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def pretrain_from_sets(sets: dict[str, str]) -> PretrainConfig:
+    """A ``PretrainConfig`` with ``--set`` overrides parsed by field type (as ``Config.replace`` does)."""
+    import dataclasses
+    import typing
+
+    from hdm.config import _coerce
+
+    hints = typing.get_type_hints(PretrainConfig)
+    unknown = sorted(set(sets) - set(hints))
+    if unknown:
+        raise ValueError(f"unknown pretraining key(s) {unknown}; valid keys: {sorted(hints)}")
+    return dataclasses.replace(PretrainConfig(), **{k: _coerce(k, v, hints[k]) for k, v in sets.items()})
 
 
 def _config(args):
@@ -82,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
 
     sub.add_parser("runs", help="list the run folders: done, open (unfinished), damaged, or other-code")
+    p = sub.add_parser("pretrain", help="train (or find) the part-segmentation backbone that init=pretrained uses")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a PretrainConfig key (model, input_hw, num_images, epochs, ...)")  # fmt: skip
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     sub.add_parser("reproduce", help="run the notebooks with papermill (python -m hdm.reproduce --help)",
                    add_help=False)  # fmt: skip
     return parser
@@ -115,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "config":
             cfg = _config(args).resolved()
             print(json.dumps({**cfg.to_dict(), "hash": runs.run_hash(cfg), "run_dir": str(runs.run_dir(cfg))}, indent=2))
+        elif args.command == "pretrain":
+            from hdm.engine.pretraining import pretrain
+
+            run = pretrain(pretrain_from_sets(_parse_sets(args.set)), progress=args.progress)
+            if run.metrics.size:
+                print(run.metrics.tail(1).to_string(index=False))
+            print(run.dir)
         elif args.command == "runs":
             for run in runs.list_runs():
                 print(f"{runs.status(run):10s} {run.dir}")

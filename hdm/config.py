@@ -35,7 +35,7 @@ from hdm.methods import METHOD_KEYS, METHODS, get_method
 from hdm.models import MODELS, OUTPUT_STRIDE
 
 DATASETS = ("synthetic", "coco", "mpii")
-SCALES = ("smoke", "default", "paper")
+SCALES = ("smoke", "default", "long", "paper")
 VAL_BOXES = ("gt", "detections")
 INITS = ("scratch", "pretrained")
 
@@ -84,6 +84,8 @@ class Config:
     lr_steps: tuple[int, ...] = (12, 14)  # epochs after which lr *= lr_factor
     lr_factor: float = 0.1
     epochs: int = 15
+    warmup_steps: int = 0  # linear learning-rate warm-up over the first N optimiser steps (0: none)
+    head_init_std: float = 0.001  # std of the head's (final_layer) normal initialisation, HRNet's 0.001
     init: str = "scratch"  # scratch: HRNet's random init | pretrained: the part-segmentation backbone (PretrainConfig)
     init_from: str | None = None  # None: start from `init`; else a variant whose scale-preset run gives the weights
     batch_size: int = 16  # global batch (split over the ranks of a distributed run)
@@ -224,14 +226,14 @@ def _validate(cfg: Config) -> None:
     for name in ("seed", "data_seed"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"config key {name} must be >= 0, got {getattr(cfg, name)}")
-    for name, low in (("epochs", 1), ("batch_size", 1), ("half_body_min_joints", 0)):
+    for name, low in (("epochs", 1), ("batch_size", 1), ("half_body_min_joints", 0), ("warmup_steps", 0)):
         if getattr(cfg, name) < low:
             raise ValueError(f"config key {name} must be >= {low}, got {getattr(cfg, name)}")
     for name in ("max_train_samples", "max_val_samples"):
         value = getattr(cfg, name)
         if value is not None and value < 1:
             raise ValueError(f"config key {name} must be >= 1 or None (all samples), got {value}")
-    for name in ("lr", "sigma", "sinkhorn_eps", "lr_factor", "pck_threshold"):
+    for name in ("lr", "sigma", "sinkhorn_eps", "lr_factor", "pck_threshold", "head_init_std"):
         value = getattr(cfg, name)
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"config key {name} must be a finite number > 0, got {value}")
@@ -320,6 +322,13 @@ _DEFAULT = dict(
     synthetic_preset="default", model="hrnet_tiny", input_hw=(128, 96), heatmap_hw=(32, 24),
     epochs=15, batch_size=16, max_train_samples=1000, max_val_samples=None, lr_steps=(12, 14),
 )  # fmt: skip
+# The long CPU scale (hours, resumable): the part-segmentation pretrained backbone (our ImageNet stand-in),
+# every person of 4000 generated training images (~7,800; not memorised: each is seen ~20 times, augmented),
+# 20 epochs of batches of 32, x0.1 after epochs 16 and 19; validated on the 400 long val images.
+_LONG = dict(
+    synthetic_preset="long", model="hrnet_tiny", input_hw=(128, 96), heatmap_hw=(32, 24), init="pretrained",
+    epochs=20, batch_size=32, max_train_samples=None, max_val_samples=None, lr_steps=(16, 19),
+)  # fmt: skip
 # Short runs learn faster with HRNet's lighter MPII augmentation than with its COCO one (15 epochs of 1000
 # persons: gaussian AP 0.09 against 0.03 with scale 0.35, rotation 45, half body 0.3).
 _SHORT_AUGMENTATION = dict(scale_factor=0.25, rotation_factor=30.0, rotation_prob=0.6, half_body_prob=0.0)
@@ -346,8 +355,10 @@ def preset(scale: str, method: str = "hdm", dataset: str | None = None, seed: in
     - ``smoke``: synthetic "smoke" split, hrnet_tiny at 128x96 (H x W), 2 epochs of 3 batches of 8: seconds.
     - ``default``: synthetic "default" split, hrnet_tiny at 128x96, the first 1000 training persons, 15 epochs of
       62 batches of 16, Adam 1e-3 x0.1 after epochs 12 and 14: about 1.5 min per run on a 2-core CPU.
+    - ``long``: synthetic "long" split, hrnet_tiny at 128x96 from the pretrained backbone (``init="pretrained"``),
+      every training person, 20 epochs of batches of 32 (x0.1 after 16 and 19): hours on a 2-core CPU.
     - ``paper``: coco (default) HRNet-W48 at 256x192 or mpii HRNet-W32 at 256x256 with HRNet's recipe.
-    smoke and default use HRNet's lighter MPII augmentation (scale 0.25, rotation 30, no half body) on every
+    smoke, default and long use HRNet's lighter MPII augmentation (scale 0.25, rotation 30, no half body) on every
     dataset; paper uses each dataset's own recipe.
     ``dataset`` defaults to synthetic (coco for paper); smoke and default also run on coco or mpii.
     """
@@ -361,7 +372,7 @@ def preset(scale: str, method: str = "hdm", dataset: str | None = None, seed: in
             raise ValueError(f"the paper scale trains on coco or mpii, got dataset {dataset!r}; use scale default")
         fields = {**_PAPER, **_PAPER_DATASET[dataset], **_AUGMENTATION[dataset]}
     else:
-        fields = {**(_SMOKE if scale == "smoke" else _DEFAULT), **_SHORT_AUGMENTATION}
+        fields = {**{"smoke": _SMOKE, "default": _DEFAULT, "long": _LONG}[scale], **_SHORT_AUGMENTATION}
     return Config().replace(scale=scale, method=method, dataset=dataset, seed=seed, **fields).replace(**overrides)
 
 
@@ -475,6 +486,12 @@ class PretrainConfig:
         return {"task": "part_segmentation", "synthetic_generator": synthetic.GENERATOR_VERSION, **cfg}
 
 
+#: Pretraining sizes by pose scale (others use the ``PretrainConfig`` defaults): smoke pretrains in seconds.
+_PRETRAIN_BY_SCALE = {"smoke": dict(num_images=16, val_images=4, epochs=1, batch_size=8, lr_steps=())}
+
+
 def pretrain_config(cfg: Config) -> PretrainConfig:
-    """The pretraining run whose backbone starts ``cfg`` when ``cfg.init == "pretrained"``."""
-    return PretrainConfig(model=cfg.model, input_hw=tuple(cfg.input_hw), device=cfg.device, num_workers=cfg.num_workers)
+    """The pretraining run whose backbone starts ``cfg`` when ``cfg.init == "pretrained"``: the model and input
+    size of ``cfg``, the ``PretrainConfig`` defaults (seconds-sized at the smoke scale)."""
+    return PretrainConfig(model=cfg.model, input_hw=tuple(cfg.input_hw), device=cfg.device, num_workers=cfg.num_workers,
+                          **_PRETRAIN_BY_SCALE.get(cfg.scale, {}))  # fmt: skip

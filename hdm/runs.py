@@ -474,7 +474,7 @@ class Run:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises EOFError, RuntimeError, UnpicklingError... for damaged files
-            fix = f"delete it to restart the run from epoch 1" if path.name == LAST else f"delete {self.dir} to retrain it"
+            fix = "delete it to restart the run from epoch 1" if path.name == LAST else f"delete {self.dir} to retrain it"
             raise DamagedRunError(f"{path} cannot be read ({type(exc).__name__}: {exc}); {fix}") from None
 
     def evaluation(self, key: str) -> dict | None:

@@ -271,14 +271,17 @@ def test_fig2_reading_says_holds_exactly_when_ours_tracks_accuracy_better():
     for _ in range(80):
         rho_a, rho_b = rng.uniform(-1, 1, 2).round(2)
         inc_a, inc_b = rng.integers(0, 4, 2)
-        text = analysis.fig2_reading(_fig2_summary(rho_a, inc_a, rho_b, inc_b), "PCK", "smoke", 2, (1, 2))
+        text = analysis.fig2_reading(_fig2_summary(rho_a, inc_a, rho_b, inc_b), "PCK", "smoke", 2, (2, 15))
         holds = rho_b < rho_a and inc_b < inc_a
         assert ("**holds**" in text) == holds and ("**does not hold**" in text) == (not holds)
         assert f"ρ = {rho_b:.2f} (± 0.14)" in text
         seen.add(holds)
     assert seen == {True, False}
     undefined = _fig2_summary(float("nan"), 1, -1, 0)
-    assert "**cannot be judged**" in analysis.fig2_reading(undefined, "PCK", "smoke", 2, (1, 2))
+    assert "**cannot be judged**" in analysis.fig2_reading(undefined, "PCK", "smoke", 2, (2, 15))
+    # smoke runs: two epochs cannot tell the losses apart, however the numbers fall
+    assert "**cannot be judged** here with only 2 epochs" in analysis.fig2_reading(
+        _fig2_summary(0.5, 1, -1, 0), "PCK", "smoke", 2, (1, 2))
     with pytest.raises(KeyError, match="no summary row"):
         analysis.fig2_reading(undefined, "PCK", "smoke", 2, (1, 2), ours=("dot", "ours (EMD)"))
 

@@ -55,7 +55,7 @@ def to_image_px(sample) -> np.ndarray:
     """Sample joints (K, 2) heatmap px -> original-image px, undoing rotation, flip and the joint swap."""
     back = heatmap_to_image(
         sample["joints"][None].double(), sample["center"][None].double(), sample["scale"][None].double(),
-        (48, 64), sample["rotation"][None].double(),
+        (64, 48), sample["rotation"][None].double(),  # heatmap (H, W)
     )[0].numpy()  # fmt: skip
     if sample["flipped"]:
         back = (back @ hflip_matrix(int(sample["image_size"][0]))[:2, :2].T + [int(sample["image_size"][0]) - 1, 0])

@@ -4,7 +4,6 @@ its files, the cache, bitwise resume after an interruption, evaluate(), the comm
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import math
@@ -219,7 +218,7 @@ def test_smoke_run_writes_every_file(gaussian_run):
     df = run.metrics
     assert df["epoch"].tolist() == [1, 2]
     expected = ["epoch", "lr", "train_loss", "val_mse", "val_hdm", "AP", "AP50", "AP75", "APM", "APL", "AR", "PCK",
-                "err_px", "err_hm"]  # fmt: skip
+                "err_px", "err_hm", "supplier_mass", "dead_share", "head_grad"]  # fmt: skip
     assert list(df.columns) == expected and run.accuracy_column == "AP"
     assert (df["lr"] == cfg.lr).all() and (df[["train_loss", "val_mse", "val_hdm", "err_px"]] > 0).all().all()
     prov = run.provenance
@@ -491,3 +490,50 @@ def test_notebook_parameters_are_checked_before_any_work():
                        (dict(ours_model="hdmx"), "unknown method"), (dict(n_picks=0), "n_picks")):  # fmt: skip
         with pytest.raises(ValueError, match=match):
             check_parameters(**bad)
+
+
+# ------------------------------------------------------------------------------------------------ pretrained start
+
+
+def test_part_crops_match_the_drawing_and_flip_left_and_right(roots):
+    from hdm.data.parts import FLIP_CLASSES, PART_CLASSES, PartCrops, parts_split
+
+    folder = parts_split(6, seed=0)
+    people = list(range(len(__import__("json").loads((folder / "people.json").read_text())["people"])))
+    plain = PartCrops(folder, (128, 96), (32, 24), people, train=False)
+    item = plain[0]
+    assert item["image"].shape == (3, 128, 96) and item["parts"].shape == (32, 24)
+    assert 0 < (item["parts"] > 0).float().mean() < 0.9  # a person, and background around it
+    assert item["parts"].max() < len(PART_CLASSES)
+    names = dict(enumerate(PART_CLASSES))
+    mirrored = {"l_": "r_", "r_": "l_"}
+    assert all(names[FLIP_CLASSES[c]] == mirrored.get(names[c][:2], names[c][:2]) + names[c][2:]
+               for c in range(len(PART_CLASSES)))  # fmt: skip
+    assert names[FLIP_CLASSES[PART_CLASSES.index("l_upper_arm")]] == "r_upper_arm"
+    # training crops are augmented per (seed, epoch, index): reproducible, and different across epochs
+    augmented = PartCrops(folder, (128, 96), (32, 24), people, train=True, seed=0)
+    first = augmented[0]["parts"]
+    assert torch.equal(first, augmented[0]["parts"])
+    augmented.set_epoch(1)
+    assert not torch.equal(first, augmented[0]["parts"])
+
+
+def test_pretrained_start_takes_the_backbone_and_a_fresh_head(roots, runs_dir):
+    from hdm.config import pretrain_config
+    from hdm.engine.pretraining import pretrain
+
+    cfg = preset("smoke", "hdm", seed=0, init="pretrained", epochs=1)
+    assert cfg.identity()["init"]["pretrained"] == pretrain_config(cfg).identity()
+    assert runs.run_hash(cfg) != runs.run_hash(cfg.replace(init="scratch"))
+    source = pretrain(pretrain_config(cfg), progress=False)
+    assert source.done and list(source.metrics.columns) == ["epoch", "lr", "train_loss", "pixel_accuracy", "mean_iou"]
+    from hdm.engine.training import initial_model
+
+    model = initial_model(cfg, runs.Run.of(cfg), 17).state_dict()
+    backbone = source.state_dict()
+    shared = [k for k in model if not k.startswith("final_layer.")]
+    assert shared and all(torch.equal(model[k], backbone[k]) for k in shared)
+    scratch = initial_model(cfg.replace(init="scratch"), runs.Run.of(cfg), 17).state_dict()
+    assert torch.equal(model["final_layer.weight"], scratch["final_layer.weight"])  # HRNet's head init, same seed
+    assert not all(torch.equal(model[k], scratch[k]) for k in shared)
+    assert train(cfg, **SMOKE).done  # the whole pose run from the pretrained start

@@ -31,7 +31,7 @@ from hdm.metrics import COCO_SIGMAS, coco_keypoint_eval, make_coco_results, oks_
 from hdm.oracle import WIDE_WINDOW, oracle_evaluate, oracle_predictions
 
 FIXTURES = Path(__file__).parent / "data" / "keypoint_sets"
-SMALL, LARGE = ((96, 128), (24, 32)), ((192, 256), (48, 64))  # (input, heatmap) sizes, (W, H) px
+SMALL, LARGE = ((128, 96), (32, 24)), ((256, 192), (64, 48))  # (input, heatmap) sizes, (H, W) px
 ANIMAL_SIGMAS = json.loads((FIXTURES / "animal.json").read_text())["info"]["sigmas"]
 CASES = {  # fixture -> (CocoTopDown keyword arguments, expected joint set name, K, flip pairs by name)
     "crowdpose": ({}, "crowdpose", 14, {("left_ankle", "right_ankle"), ("left_shoulder", "right_shoulder")}),
@@ -153,7 +153,7 @@ def test_other_keypoint_sets_load_and_crop(case):
         assert s["image"].shape == (3, 128, 96) and s["joints"].shape == (k, 2) and s["keypoint_flags"].shape == (k,)
         labelled = s["keypoint_flags"] > 0
         assert bool((s["visibility"][labelled] == 1).all())  # every labelled joint inside the heatmap
-        back = heatmap_to_image(s["joints"][None].double(), s["center"][None].double(), s["scale"][None].double(), (24, 32))
+        back = heatmap_to_image(s["joints"][None].double(), s["center"][None].double(), s["scale"][None].double(), (32, 24))
         assert np.abs(back[0].numpy() - s["image_joints"].numpy())[labelled.numpy()].max() < 2e-3
     body = {"half_body_prob": 0.0} if case == "animal" else {}
     train = dataset(case, train=True, seed=1, **body)
@@ -163,7 +163,7 @@ def test_other_keypoint_sets_load_and_crop(case):
         for i in range(len(train)):
             s = train[i]
             back = heatmap_to_image(s["joints"][None].double(), s["center"][None].double(), s["scale"][None].double(),
-                                    (24, 32), s["rotation"][None].double())[0].numpy()  # fmt: skip
+                                    (32, 24), s["rotation"][None].double())[0].numpy()  # fmt: skip
             if s["flipped"]:
                 flips += 1
                 back = np.stack([159 - back[:, 0], back[:, 1]], 1)[train.joint_set.flip_permutation()]

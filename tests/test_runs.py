@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from importlib import metadata
 
 import numpy as np

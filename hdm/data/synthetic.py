@@ -106,6 +106,7 @@ class SyntheticPreset:
 PRESETS = {
     "smoke": SyntheticPreset(num_train=24, num_val=12),
     "default": SyntheticPreset(num_train=1200, num_val=300),
+    "long": SyntheticPreset(num_train=4000, num_val=400),
 }
 
 # ------------------------------------------------------------------ body model

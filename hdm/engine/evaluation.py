@@ -7,7 +7,9 @@
   MPII: ``PCKh`` (PCKh@0.5 mean) when ``annot/gt_valid.mat`` provides head boxes;
   every dataset: ``PCK`` (``pck_bbox`` at ``pck_threshold`` of the box size: the longer side of the person
   box at the model's aspect ratio, before the 1.25 padding), ``err_px`` (mean joint error, original-image px)
-  and ``err_hm`` (mean joint error, heatmap px, joints with target weight 1).
+  and ``err_hm`` (mean joint error, heatmap px, joints with target weight 1);
+- ``supplier_mass`` (mean Σ relu(h) per counted joint) and ``dead_share`` (mean share of pixels within 2 px of
+  the joint that are <= 0): ``hdm.engine.diagnostics``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from hdm import distributed
 from hdm.config import Config
 from hdm.decode import DECODERS
 from hdm.engine.data import Data, build_data
-from hdm.engine.prediction import predict
+from hdm.engine.prediction import DIAGNOSTICS, predict
 from hdm.geometry import BOX_PADDING, PIXEL_STD
 from hdm.metrics import coco_keypoint_eval, localisation_error, make_coco_results, pck_bbox, pckh
 from hdm.runs import Run, open_run
@@ -64,7 +66,7 @@ def _predict_all(model, dataset, indices, cfg: Config, device, info, decoder: st
     gathered = [a for a in distributed.all_gather_objects(arrays) if len(a.get("index", ()))]
     merged = {k: np.concatenate([a[k] for a in gathered]) for k in gathered[0]}
     order = np.argsort(merged["index"], kind="stable")
-    keys = (*LOSSES, "count")
+    keys = (*LOSSES, "count", *DIAGNOSTICS)
     totals = distributed.all_reduce_sum([sums[k] for k in keys], reduce_device(device))
     return {k: v[order] for k, v in merged.items()}, dict(zip(keys, totals))
 
@@ -113,6 +115,9 @@ def validate(model: nn.Module, data: Data, cfg: Config, device: torch.device, in
         scores = coco_keypoint_eval(data.val.coco, results, data.eval_image_ids, sigmas=data.val.sigmas)
         metrics.update({k: scores[k] for k in COCO_METRICS})
     metrics.update(accuracy(arrays, cfg.pck_threshold))
+    joints = sums["joint_count"]
+    metrics["supplier_mass"] = sums["supplier_mass"] / joints if joints else float("nan")
+    metrics["dead_share"] = sums["dead_share"] / joints if joints else float("nan")
     return metrics, arrays, results
 
 

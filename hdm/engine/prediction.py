@@ -27,7 +27,12 @@ from tqdm import tqdm
 from hdm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from hdm.decode import decode, flip_test_average
 from hdm.geometry import heatmap_to_image
+from hdm.engine.diagnostics import dead_share, supplier_mass
 from hdm.methods import validation_losses
+from hdm.targets import target_weight
+
+#: Per-joint sums of the validation diagnostics (``hdm.engine.diagnostics``) and their joint count.
+DIAGNOSTICS = ("supplier_mass", "dead_share", "joint_count")
 
 #: Sample fields copied into the prediction arrays as they are.
 _SAMPLE_FIELDS = ("joints", "image_joints", "visibility", "keypoint_flags", "center", "scale", "image_id",
@@ -74,13 +79,14 @@ def predict(model: nn.Module, dataset, indices, *, decoder: str, device: torch.d
             (N, H, W, 3) RGB in [0, 1].
     Returns:
         ``(arrays, sums)``: the arrays of the module docstring (plus ``heatmaps``/``crops`` when kept) and
-        ``{"val_mse": Σ loss · B, "val_hdm": Σ loss · B, "count": N}`` over batches of ground-truth persons.
+        ``{"val_mse": Σ loss · B, "val_hdm": Σ loss · B, "count": N, "supplier_mass": Σ, "dead_share": Σ,
+        "joint_count": J}`` over batches of ground-truth persons (the diagnostics summed over J counted joints).
     """
     model.eval()
     loader = DataLoader(Subset(dataset, list(map(int, indices))), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, pin_memory=device.type == "cuda")  # fmt: skip
     losses = validation_losses(sigma) if sigma is not None else {}
-    sums = {**{name: 0.0 for name in losses}, "count": 0.0}
+    sums = {**{name: 0.0 for name in losses}, "count": 0.0, **{name: 0.0 for name in DIAGNOSTICS}}
     chunks: dict[str, list] = {}
     for batch in tqdm(loader, desc="val", unit="batch", leave=False, disable=not progress):
         images = batch["image"].to(device, non_blocking=True)
@@ -92,6 +98,10 @@ def predict(model: nn.Module, dataset, indices, *, decoder: str, device: torch.d
             for name, loss in losses.items():
                 sums[name] += float(loss(heatmaps, joints, visibility)) * len(images)
             sums["count"] += len(images)
+            weight = target_weight(joints, visibility, tuple(heatmaps.shape[-2:]))
+            sums["supplier_mass"] += float(supplier_mass(heatmaps, weight).double().sum())
+            sums["dead_share"] += float(dead_share(heatmaps, joints, weight).nansum())
+            sums["joint_count"] += float((weight > 0).sum())
         if float64:
             heatmaps = heatmaps.cpu().double()
         coords, maxvals, image_coords = decode_to_image(heatmaps, decoder, batch["center"], batch["scale"],

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from hdm.config import PretrainConfig
 from hdm.data.parts import NUM_CLASSES, PartCrops, parts_split
 from hdm.engine.evaluation import resolve_device
-from hdm.engine.training import epoch_seed, progress_line
+from hdm.engine.common import epoch_seed, progress_line
 from hdm.models import get_model
 from hdm.runs import DamagedRunError, Run, RunLock
 

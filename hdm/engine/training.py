@@ -23,7 +23,6 @@ same numbers as an uninterrupted one (bitwise on the same CPU). See ``hdm.distri
 from __future__ import annotations
 
 import logging
-import os
 import random
 import sys
 import time
@@ -37,25 +36,15 @@ from tqdm import tqdm
 
 from hdm import distributed
 from hdm.config import Config, pretrain_config
+from hdm.engine.common import epoch_seed, progress_line
 from hdm.engine.data import base_dataset, build_data
 from hdm.engine.evaluation import reduce_device, resolve_device, validate
+from hdm.engine.pretraining import backbone_state, pretrain
 from hdm.methods import method_loss
 from hdm.models import get_model
 from hdm.runs import DamagedRunError, Run, RunLock, RunLockedError
 
 log = logging.getLogger(__name__)
-
-
-def progress_line(text: str) -> None:
-    """One progress line for the person running ``hdm.reproduce`` (env ``HDM_PROGRESS=1``): written to the
-    process's real stderr, which a notebook kernel shares with the reproduce command."""
-    if os.environ.get("HDM_PROGRESS") == "1":
-        print(f"  {time.strftime('%H:%M:%S')} {text}", file=sys.__stderr__, flush=True)
-
-
-def epoch_seed(seed: int, epoch: int, tag: int = 0) -> int:
-    """A 63-bit seed determined by (seed, epoch, tag) alone."""
-    return int(np.random.SeedSequence([seed, epoch, tag]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 def _rng_state() -> dict:
@@ -174,10 +163,12 @@ def train_loader(train_set: Dataset, cfg: Config, info: distributed.DistInfo, de
 
 
 def training_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
-                  device: torch.device) -> torch.Tensor:  # fmt: skip
-    """One step: forward, the method's loss, backward, optimiser step. Returns the detached loss (scalar).
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One step: forward, the method's loss, backward, optimiser step.
 
     The batch (a collated sample dict) moves to ``device`` and the floating dtype of the model's parameters.
+    Returns the detached loss (scalar) and the L2 norm of the loss's gradient w.r.t. the head's weights
+    (``final_layer.weight``; a diagnostic of how much signal reaches the output).
     """
     dtype = next(model.parameters()).dtype
     images = batch["image"].to(device, dtype, non_blocking=True)
@@ -188,24 +179,42 @@ def training_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.O
         raise FloatingPointError(f"the training loss is {loss.item()}: the run diverged; lower lr")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    head = distributed.unwrap(model).final_layer.weight.grad
     optimizer.step()
-    return loss.detach()
+    return loss.detach(), head.detach().norm() if head is not None else torch.zeros((), device=device)
 
 
 def train_epoch(net: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                epoch: int, seed: int, info: distributed.DistInfo, device: torch.device, show: bool = False) -> float:
+                epoch: int, seed: int, info: distributed.DistInfo, device: torch.device, show: bool = False,
+                warmup_steps: int = 0, diagnostics: dict | None = None) -> float:  # fmt: skip
     """Train one epoch (0-based ``epoch``) from ``train_loader``'s loader; returns the mean loss over the batches
-    of every rank. Data order, augmentation and torch's RNG depend on (seed, epoch) only."""  # fmt: skip
+    of every rank. Data order, augmentation and torch's RNG depend on (seed, epoch) only.
+
+    ``warmup_steps``: scale the epoch's learning rate by (step + 1) / warmup_steps over the first steps of the
+    run (step counted from epoch 0). ``diagnostics``: a dict that receives ``head_grad``, the mean norm of the
+    head's weight gradient over this rank's steps."""
     torch.manual_seed(epoch_seed(seed, epoch, 2 + info.rank))  # anything random in the model
     base_dataset(loader.dataset).set_epoch(epoch)  # augmentation draws of this epoch
     loader.sampler.set_epoch(epoch)  # data order of this epoch
     net.train()
     total = torch.zeros((), dtype=torch.float64, device=device)
+    head_grad = torch.zeros((), dtype=torch.float64, device=device)
+    scheduled = [group["lr"] for group in optimizer.param_groups]
     batches = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=not show)
     for step, batch in enumerate(batches, 1):
-        total += training_step(net, loss_fn, optimizer, batch, device)
+        run_step = epoch * len(loader) + step  # 1-based over the run
+        if run_step <= warmup_steps:
+            for group, lr in zip(optimizer.param_groups, scheduled):
+                group["lr"] = lr * run_step / warmup_steps
+        loss, grad = training_step(net, loss_fn, optimizer, batch, device)
+        total += loss
+        head_grad += grad
         if show and step % 10 == 0:
             batches.set_postfix(loss=f"{total.item() / step:.4g}")
+    for group, lr in zip(optimizer.param_groups, scheduled):
+        group["lr"] = lr  # the scheduler owns the epoch's rate
+    if diagnostics is not None:
+        diagnostics["head_grad"] = head_grad.item() / len(loader)
     mean = total.item() / len(loader)
     return distributed.all_reduce_sum([mean], reduce_device(device))[0] / info.world_size
 
@@ -216,9 +225,9 @@ def initial_model(cfg: Config, run: Run, num_joints: int) -> nn.Module:
     every weight comes from that run's final model."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = get_model(cfg.model, num_joints)
+    if cfg.head_init_std != 0.001:  # HRNet's head init is normal(0, 0.001), bias 0 (hdm.models.hrnet)
+        nn.init.normal_(model.final_layer.weight, std=cfg.head_init_std)
     if cfg.init == "pretrained" and cfg.init_from is None:
-        from hdm.engine.pretraining import backbone_state, pretrain
-
         source = pretrain(pretrain_config(cfg), progress=False)
         missing, unexpected = model.load_state_dict(backbone_state(source), strict=False)
         if unexpected or any(not k.startswith("final_layer.") for k in missing):
@@ -268,11 +277,14 @@ def _fit(cfg: Config, data, run: Run, info, device: torch.device, show: bool, on
     for epoch in epochs:
         tick = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_epoch(net, loader, loss_fn, optimizer, epoch, cfg.seed, info, device, show)
+        step_stats: dict = {}
+        train_loss = train_epoch(net, loader, loss_fn, optimizer, epoch, cfg.seed, info, device, show,
+                                 cfg.warmup_steps, step_stats)  # fmt: skip
         scheduler.step()
         # evaluation mode needs no collective (BatchNorm uses its running statistics): the bare model
         metrics, arrays, results = validate(model, data, cfg, device, info, cfg.decoder, cfg.flip_test, show)
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in dict(lr=lr, train_loss=train_loss, **metrics).items()}}
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in dict(lr=lr, train_loss=train_loss, **metrics,
+                                                                    **step_stats).items()}}  # fmt: skip
         row = row if info.main else {}
         if info.main:
             history.append(row)
