@@ -200,3 +200,23 @@ def qualitative_grid(picks: list[tuple[int, int]], models: dict, title_fmt: str 
     for ax in axes[:, 0]:
         ax.legend(loc="lower left", fontsize=7)
     return fig, pd.DataFrame(rows)
+
+
+def dynamics_figure(per_epoch: pd.DataFrame, columns: dict[str, str], hue: str = "variant",
+                    hue_order: list[str] | None = None, ncols: int = 3, log_columns: tuple[str, ...] = ()) -> plt.Figure:
+    """Our loss's training dynamics: one panel per ``{column: label}`` against the epoch, one line per ``hue``
+    value (mean over seeds, ± sd band). ``log_columns`` get a logarithmic y axis."""
+    nrows = -(-len(columns) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), constrained_layout=True, squeeze=False)
+    for n, (ax, (column, label)) in enumerate(zip(axes.flat, columns.items())):
+        sns.lineplot(data=per_epoch, x="epoch", y=column, hue=hue, hue_order=hue_order, ax=ax, errorbar="sd",
+                     marker="o", markersize=3, markeredgewidth=0, legend=n == 0)  # fmt: skip
+        ax.set(ylabel=label, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if column in log_columns:
+            ax.set_yscale("log")
+    if axes.flat[0].get_legend() is not None:
+        sns.move_legend(axes.flat[0], "upper left", bbox_to_anchor=(0, -0.25), ncol=1, fontsize="small", title=None)
+    for ax in axes.flat[len(columns):]:
+        ax.set_visible(False)
+    return fig

@@ -29,7 +29,7 @@ from hdm.paths import REPO_ROOT, RESULTS
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 # Order matters only for speed: the first notebooks that need training runs create them for the others.
-NOTEBOOKS = ("theorem1", "fig2", "table1", "fig1", "fig3")
+NOTEBOOKS = ("theorem1", "hdm_dynamics", "fig2", "table1", "fig1", "fig3")
 
 
 def notebook_path(name: str) -> Path:

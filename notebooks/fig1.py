@@ -31,6 +31,12 @@ n_picks = 4
 pick_seed = 0
 
 # %%
+# The parameters, checked before anything is computed (a bad one stops here with a clear message).
+from hdm.config import check_parameters
+
+check_parameters(scale=scale, seed=seed, ours_model=ours_model, n_picks=n_picks)
+
+# %%
 # %matplotlib inline
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display

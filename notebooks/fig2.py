@@ -35,6 +35,12 @@ variants = ["hdm+supplier:softplus"]  # extra models, method+key:value, trained 
 variant_seeds = [0]
 
 # %%
+# The parameters, checked before anything is computed (a bad one stops here with a clear message).
+from hdm.config import check_parameters
+
+check_parameters(scale=scale, seeds=seeds, dataset=dataset, variants=variants, variant_seeds=variant_seeds)
+
+# %%
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd

@@ -30,6 +30,12 @@ n_worst = 4
 worst_share = 0.05  # the worst 5 % of joints are compared with the whole population
 
 # %%
+# The parameters, checked before anything is computed (a bad one stops here with a clear message).
+from hdm.config import check_parameters
+
+check_parameters(scale=scale, seed=seed, ours_model=ours_model, n_worst=n_worst)
+
+# %%
 # %matplotlib inline
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display

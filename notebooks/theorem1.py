@@ -29,6 +29,12 @@ sigma = 2.0          # heatmap px
 n_samples = 64       # validation samples whose predictions enter the numeric check
 
 # %%
+# The parameters, checked before anything is computed (a bad one stops here with a clear message).
+from hdm.config import check_parameters
+
+check_parameters(scale=scale, seed=seed, n_samples=n_samples)
+
+# %%
 # %matplotlib inline
 import matplotlib.pyplot as plt
 import pandas as pd

@@ -337,3 +337,62 @@ def test_solver_agreement_accepts_arrays():
     from_tensors = solver_agreement(maps, joints, vis, (0.5,))
     from_arrays = solver_agreement(maps.float().numpy(), joints.numpy(), vis.numpy(), (0.5,))
     assert from_arrays["exact_loss"].iloc[0] == pytest.approx(from_tensors["exact_loss"].iloc[0], rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ issue 10
+
+
+def test_paired_difference_pairs_by_seed_with_a_student_t_interval():
+    from scipy import stats
+
+    final = pd.DataFrame({"method": ["hdm"] * 3 + ["gaussian"] * 4, "seed": [0, 1, 2, 0, 1, 2, 3],
+                          "AP": [0.50, 0.60, 0.55, 0.40, 0.58, 0.50, 0.9]})  # fmt: skip
+    row = analysis.paired_difference(final, ["AP"]).iloc[0]
+    diffs = np.array([0.10, 0.02, 0.05])  # seed 3 has no pair: left out
+    assert row["n"] == 3 and row["mean"] == pytest.approx(diffs.mean())
+    assert row["std"] == pytest.approx(diffs.std(ddof=1))
+    low, high = stats.t.interval(0.95, 2, loc=diffs.mean(), scale=stats.sem(diffs))
+    assert (row["low"], row["high"]) == pytest.approx((low, high))
+    single = analysis.paired_difference(final[final["seed"] == 0], ["AP"]).iloc[0]
+    assert single["n"] == 1 and np.isnan(single["std"]) and np.isnan(single["low"])
+    with pytest.raises(ValueError, match="no seed"):
+        analysis.paired_difference(final[final["method"] == "hdm"], ["AP"])
+
+
+def _sweep_final():
+    rows = []
+    for variant, acc in (("hdm", 0.30), ("hdm+supplier:softplus", 0.60), ("hdm+lr:3e-4", 0.45), ("hdm+lr:1e-4", 0.2),
+                         ("hdm_sinkhorn+epochs:2", 0.9), ("hdm+epochs:2", 0.95)):  # fmt: skip
+        rows.append({"variant": variant, "seed": 0, "PCK": acc, "err_hm": 1 - acc, "supplier_mass": 1.0,
+                     "dead_share": 0.5, "head_grad": 0.1, "train_loss": 1.0, "val_hdm": 2.0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_best_relu_setting_is_chosen_among_faithful_full_runs_only(tmp_path):
+    summary = analysis.sweep_summary(_sweep_final(), "PCK")
+    assert summary["variant"].iloc[0] == "hdm+epochs:2" and summary.set_index("variant").loc[
+        "hdm+supplier:softplus", "supplier"] == "softplus"  # fmt: skip
+    # softplus is best among full runs, but not the paper's suppliers; short runs do not count
+    assert analysis.best_relu_variant(summary, "PCK") == "hdm+lr:3e-4"
+    path = tmp_path / "sweep.csv"
+    summary.to_csv(path, index=False)
+    assert analysis.our_setting("auto", path) == "hdm+lr:3e-4"
+    assert analysis.our_setting("auto", tmp_path / "missing.csv") == "hdm"
+    assert analysis.our_setting("hdm+lr:1e-4", path) == "hdm+lr:1e-4"
+
+
+def test_dynamics_reading_states_what_the_numbers_say():
+    epochs = []
+    for variant, dead, acc in (("hdm", 0.8, 0.2), ("hdm+supplier:softplus", 0.3, 0.5)):
+        for epoch in (1, 2, 3):
+            epochs.append({"variant": variant, "seed": 0, "epoch": epoch, "dead_share": dead, "supplier_mass": 2.0,
+                           "head_grad": 0.01, "PCK": acc})  # fmt: skip
+    per_epoch = pd.DataFrame(epochs)
+    summary = analysis.sweep_summary(per_epoch[per_epoch["epoch"] == 3].drop(columns="epoch"), "PCK")
+    text = analysis.dynamics_reading(per_epoch, summary, "PCK", "smoke")
+    assert "80 %" in text and "30 %" in text and "are deader" in text and "trains worse" in text
+    assert "No swept setting beats" in text
+    flipped = per_epoch.assign(PCK=per_epoch["PCK"][::-1].to_numpy())
+    text = analysis.dynamics_reading(flipped, analysis.sweep_summary(flipped[flipped["epoch"] == 3].drop(
+        columns="epoch"), "PCK"), "PCK", "smoke")  # fmt: skip
+    assert "does not train worse" in text

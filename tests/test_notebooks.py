@@ -31,15 +31,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
-NOTEBOOKS = ("theorem1", "fig2", "table1", "fig1", "fig3")
+NOTEBOOKS = ("theorem1", "hdm_dynamics", "fig2", "table1", "fig1", "fig3")
 PAIRING = "ipynb,py:percent"
 EXPECTED = {
     "theorem1": {"figures": ["theorem1_eq5_violation"],
                  "tables": ["theorem1_eq6_steps", "theorem1_numeric_smoke", "theorem1_eq5_violation"]},
+    "hdm_dynamics": {"figures": ["hdm_dynamics_suppliers_smoke", "hdm_dynamics_sweep_smoke"],
+                     "tables": ["hdm_dynamics_epochs_smoke", "hdm_dynamics_sweep_smoke", "hdm_dynamics_solver_smoke"]},
     "fig2": {"figures": ["fig2_smoke", "fig2_all_losses_smoke"],
              "tables": ["fig2_consistency_smoke", "fig2_consistency_runs_smoke"]},
     "table1": {"figures": ["table1_joint_errors_smoke"],
                "tables": ["table1_smoke", "table1_summary_smoke", "table1_ablations_smoke", "table1_runs_smoke",
+                          "table1_paired_difference_smoke",
                           "table1_solver_agreement_smoke", "table1_joint_errors_smoke"]},
     "fig1": {"figures": ["fig1_smoke"], "tables": ["fig1_coordinates_smoke"]},
     "fig3": {"figures": ["fig3_smoke", "fig3_joint_errors_smoke"],
@@ -239,3 +242,21 @@ def test_table1_reports_every_method_beside_the_paper(smoke_results):
     assert table.groupby("source").size().tolist() == [3, 3]
     paper_ap = table[table["source"].str.startswith("paper")].set_index("method")["AP"].astype(float)
     assert paper_ap["Our method"] == 78.8 and paper_ap["dot-annotated heatmap"] == 46.6
+
+
+@pytest.mark.slow
+def test_a_bad_parameter_stops_the_notebook_before_it_writes_anything(tmp_path):
+    """papermill -p scale huge: the check cell right after the parameters cell fails, naming the parameter, and no
+    figure or table is written."""
+    results = tmp_path / "results"
+    env = {**os.environ, "HDM_RESULTS": str(results), "HDM_RUNS": str(tmp_path / "runs")}
+    command = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "table1.ipynb"), str(tmp_path / "out.ipynb"),
+               "-p", "scale", "huge"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "notebook parameter scale='huge'" in done.stdout + done.stderr
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]  # papermill adds markdown cells around errors
+    failed = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.get("outputs", []))]
+    tagged = [i for i, c in enumerate(code) if "injected-parameters" in c.metadata.get("tags", [])]
+    assert failed == [tagged[0] + 1]  # the first code cell after the (injected) parameters
+    assert not results.exists() or not any(results.rglob("*.csv"))

@@ -8,7 +8,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import pytest
 import seaborn as sns
 
 from hdm import analysis, plots, theory

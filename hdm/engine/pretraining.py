@@ -112,7 +112,7 @@ def _fit(cfg: PretrainConfig, run: Run, train_set, val_set, device, show: bool) 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss)
+            total += loss.item()
         scheduler.step()
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / len(loader),
                **segmentation_scores(model, val_loader, device)}  # fmt: skip
