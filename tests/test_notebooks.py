@@ -260,3 +260,13 @@ def test_a_bad_parameter_stops_the_notebook_before_it_writes_anything(tmp_path):
     tagged = [i for i, c in enumerate(code) if "injected-parameters" in c.metadata.get("tags", [])]
     assert failed == [tagged[0] + 1]  # the first code cell after the (injected) parameters
     assert not results.exists() or not any(results.rglob("*.csv"))
+
+
+def test_unknown_reproduce_params_are_refused_with_the_declared_keys():
+    from hdm.reproduce import check_params
+
+    check_params({"seeds": [0], "n_picks": 2}, ["fig2", "fig1"])  # each declared by one of them
+    with pytest.raises(SystemExit, match=r"--param seedz: declared by none.*fig2: .*seeds"):
+        check_params({"seedz": [0]}, ["fig2"])
+    with pytest.raises(SystemExit, match="n_picks"):
+        check_params({"n_picks": 2}, ["fig2"])  # fig1's, not fig2's
