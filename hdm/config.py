@@ -60,7 +60,7 @@ class Config:
     dataset: str = "synthetic"  # synthetic | coco | mpii
     synthetic_preset: str = "default"  # hdm.data.synthetic.PRESETS key (dataset="synthetic")
     data_seed: int = 0  # seed of the synthetic images (dataset="synthetic")
-    max_train_samples: int | None = 1000  # train on the first N persons of the train split (None: all)
+    max_train_samples: int | None = 800  # train on the first N persons of the train split (None: all)
     max_val_samples: int | None = None  # validate on the first persons of whole images, at most N (None: all)
     val_boxes: str = "gt"  # COCO accuracy from "gt" boxes or HRNet's person "detections" (dataset="coco")
     joint_set: str | None = None  # COCO-format keypoint set (hdm.data.keypoints.JOINT_SETS); None: from the names
@@ -81,9 +81,9 @@ class Config:
     half_body_min_joints: int = 8  # half body only with more labelled joints than this
     # optimisation (Adam)
     lr: float = 1e-3
-    lr_steps: tuple[int, ...] = (12, 14)  # epochs after which lr *= lr_factor
+    lr_steps: tuple[int, ...] = (8, 9)  # epochs after which lr *= lr_factor
     lr_factor: float = 0.1
-    epochs: int = 15
+    epochs: int = 10
     warmup_steps: int = 0  # linear learning-rate warm-up over the first N optimiser steps (0: none)
     head_init_std: float = 0.001  # std of the head's (final_layer) normal initialisation, HRNet's 0.001
     init: str = "scratch"  # scratch: HRNet's random init | pretrained: the part-segmentation backbone (PretrainConfig)
@@ -316,11 +316,11 @@ _SMOKE = dict(
     synthetic_preset="smoke", model="hrnet_tiny", input_hw=(128, 96), heatmap_hw=(32, 24),
     epochs=2, batch_size=8, max_train_samples=24, max_val_samples=None, lr_steps=(),
 )  # fmt: skip
-# Sized for about 1.5 min per gaussian or hdm run on a 2-core CPU: 15 epochs of the first 1000 training persons
-# (62 steps of 16) plus validation on all 494 persons of the 300 val images, ~6 s per epoch.
+# Sized for the whole reproduction (about 16 runs) within 20 minutes on a 2-core CPU: 10 epochs of the first 800
+# training persons (50 steps of 16) plus validation on all 494 persons of the 300 val images, about 1 min a run.
 _DEFAULT = dict(
     synthetic_preset="default", model="hrnet_tiny", input_hw=(128, 96), heatmap_hw=(32, 24),
-    epochs=15, batch_size=16, max_train_samples=1000, max_val_samples=None, lr_steps=(12, 14),
+    epochs=10, batch_size=16, max_train_samples=800, max_val_samples=None, lr_steps=(8, 9),
 )  # fmt: skip
 # The long CPU scale (hours, resumable): the part-segmentation pretrained backbone (our ImageNet stand-in),
 # every person of 4000 generated training images (~7,800; not memorised: each is seen ~20 times, augmented),
@@ -353,8 +353,8 @@ def preset(scale: str, method: str = "hdm", dataset: str | None = None, seed: in
     """The config of ``scale`` for ``method`` and ``dataset``, then ``overrides`` (any Config field).
 
     - ``smoke``: synthetic "smoke" split, hrnet_tiny at 128x96 (H x W), 2 epochs of 3 batches of 8: seconds.
-    - ``default``: synthetic "default" split, hrnet_tiny at 128x96, the first 1000 training persons, 15 epochs of
-      62 batches of 16, Adam 1e-3 x0.1 after epochs 12 and 14: about 1.5 min per run on a 2-core CPU.
+    - ``default``: synthetic "default" split, hrnet_tiny at 128x96, the first 800 training persons, 10 epochs of
+      50 batches of 16, Adam 1e-3 x0.1 after epochs 8 and 9: about 1 min per run on a 2-core CPU.
     - ``long``: synthetic "long" split, hrnet_tiny at 128x96 from the pretrained backbone (``init="pretrained"``),
       every training person, 20 epochs of batches of 32 (x0.1 after 16 and 19): hours on a 2-core CPU.
     - ``paper``: coco (default) HRNet-W48 at 256x192 or mpii HRNet-W32 at 256x256 with HRNet's recipe.
@@ -456,6 +456,8 @@ class PretrainConfig:
     seed: int = 0
     data_seed: int = 0
     # naming and execution (not part of the identity)
+    code_modules: tuple[str, ...] = ("__init__.py", "geometry.py", "models/*.py", "data/*.py", "engine/common.py",
+                                     "engine/pretraining.py")  # the code its runs execute: hashed into their identity
     method: str = "parts"
     scale: str = "pretrain"
     num_workers: int = 0
@@ -481,7 +483,7 @@ class PretrainConfig:
 
     def identity(self) -> dict:
         cfg = self.to_dict()
-        for name in ("method", "scale", "num_workers", "device"):
+        for name in ("method", "scale", "num_workers", "device", "code_modules"):
             cfg.pop(name)
         return {"task": "part_segmentation", "synthetic_generator": synthetic.GENERATOR_VERSION, **cfg}
 

@@ -115,25 +115,27 @@ def _syntax(path: Path) -> str:
     return ast.dump(tree, include_attributes=False)
 
 
-def training_files() -> list[Path]:
-    """The package files listed by ``TRAINING_MODULES``, sorted."""
-    return sorted({p for pattern in TRAINING_MODULES for p in PACKAGE_DIR.glob(pattern)})
+def training_files(patterns: tuple[str, ...] = TRAINING_MODULES) -> list[Path]:
+    """The package files matching ``patterns`` (default ``TRAINING_MODULES``), sorted."""
+    return sorted({p for pattern in patterns for p in PACKAGE_DIR.glob(pattern)})
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """12 hex digits identifying the training code: SHA-256 over the syntax of ``training_files()`` and
-    ``ENGINE_VERSION``. Editing a docstring or comment keeps it; editing code changes it."""
+@functools.lru_cache(maxsize=8)
+def code_version(patterns: tuple[str, ...] = TRAINING_MODULES) -> str:
+    """12 hex digits identifying the training code: SHA-256 over the syntax of ``training_files(patterns)`` and
+    ``ENGINE_VERSION``. Editing a docstring or comment keeps it; editing code changes it. A config may name the
+    modules its runs execute (``code_modules``, e.g. the pretraining, which never calls the OT solver)."""
     sha = hashlib.sha256(f"engine {ENGINE_VERSION}\n".encode())
-    for path in training_files():
+    for path in training_files(patterns):
         sha.update(f"{path.relative_to(PACKAGE_DIR).as_posix()}\n".encode())
         sha.update(_syntax(path).encode())
     return sha.hexdigest()[:12]
 
 
 def run_identity(cfg: Config) -> dict:
-    """What a run's hash covers: the config's identity and the code version."""
-    return {"code": code_version(), **cfg.resolved().identity()}
+    """What a run's hash covers: the config's identity and the version of the code its runs execute."""
+    modules = getattr(cfg, "code_modules", None)
+    return {"code": code_version(tuple(modules)) if modules else code_version(), **cfg.resolved().identity()}
 
 
 def run_hash(cfg: Config) -> str:
@@ -375,7 +377,9 @@ class Run:
     @property
     def current_code(self) -> bool:
         """True when the run was trained by the code of this checkout (its identity's code version matches)."""
-        return self.config_dict.get("identity", {}).get("code") == code_version()
+        saved = self.config_dict
+        modules = saved.get("code_modules")
+        return saved.get("identity", {}).get("code") == (code_version(tuple(modules)) if modules else code_version())
 
     def verify(self) -> "Run":
         """Check every file ``done`` records (size and SHA-256); returns self.

@@ -28,10 +28,9 @@ scale = "default"      # smoke | default | paper
 seeds = [0, 1, 2]
 dataset = None         # None: synthetic (smoke, default) or coco (paper)
 ablation_seeds = [0]   # seeds for the ablation runs
-# methods or variants method+key:value; add "hdm_sinkhorn" for the entropic solver (slow on CPUs: see README).
-# The last two fine-tune the Gaussian run for 5 epochs at lr 1e-4 with our loss, and with MSE as the control.
-ablations = ["hdm_naive", "hdm+supplier:softplus", "hdm+init_from:gaussian+epochs:5+lr:1e-4",
-             "gaussian+init_from:gaussian+epochs:5+lr:1e-4"]
+# methods or variants method+key:value; add "hdm_sinkhorn" for the entropic solver (slow on CPUs: see README), or
+# e.g. "hdm+init_from:gaussian+epochs:5+lr:1e-4" to fine-tune the Gaussian run with our loss.
+ablations = ["hdm_naive", "hdm+supplier:softplus"]
 solver_eps = [0.5, 0.1, 0.05]  # Sinkhorn regularisations (heatmap px) compared with the exact loss, no training
 n_solver_samples = 32
 ours = "auto"          # our method's setting: a relu variant, or "auto": the best relu setting of hdm_dynamics

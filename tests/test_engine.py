@@ -61,7 +61,7 @@ def test_presets_follow_the_recipes():
         assert cfg.input_hw == (128, 96) and cfg.heatmap_hw == (32, 24)  # (H, W)
     assert Config() == preset("default", "hdm")  # the dataclass defaults are the default scale
     assert smoke.synthetic_preset == "smoke" and smoke.epochs == 2
-    assert default.synthetic_preset == "default" and default.epochs == 15 and default.lr == 1e-3
+    assert default.synthetic_preset == "default" and default.epochs == 10 and default.lr == 1e-3
     coco, mpii = preset("paper", "hdm"), preset("paper", "hdm", dataset="mpii")
     assert (coco.dataset, coco.model, coco.input_hw, coco.heatmap_hw) == ("coco", "hrnet_w48", (256, 192), (64, 48))
     assert (mpii.model, mpii.input_hw, mpii.heatmap_hw) == ("hrnet_w32", (256, 256), (64, 64))
