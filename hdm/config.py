@@ -448,10 +448,10 @@ class PretrainConfig:
     input_hw: tuple[int, int] = (128, 96)
     num_images: int = 3000
     val_images: int = 200
-    epochs: int = 6
+    epochs: int = 20
     batch_size: int = 32
     lr: float = 1e-3
-    lr_steps: tuple[int, ...] = (5,)
+    lr_steps: tuple[int, ...] = (16,)
     lr_factor: float = 0.1
     seed: int = 0
     data_seed: int = 0
