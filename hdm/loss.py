@@ -24,6 +24,21 @@ def _check_heatmaps(pred: torch.Tensor, name: str = "pred_heatmaps") -> None:
         raise ValueError(f"{name} contains NaN or inf: the model diverged or its input was invalid")
 
 
+def _check_target_weight(target_weight: torch.Tensor) -> None:
+    if not torch.isfinite(target_weight).all():
+        raise ValueError("target_weight contains NaN or inf; use 0 for joints that do not count")
+    if target_weight.numel() and target_weight.min() < 0:
+        raise ValueError(f"target_weight has negative entries (min {target_weight.min().item():.3g}); weights must be >= 0")
+
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half-precision heatmaps (AMP): their sums are off by ~1e-3, too coarse to normalise and solve in."""
+    return torch.float32 if dtype in HALF_DTYPES else dtype
+
+
 def _check_pose_inputs(pred: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> None:
     _check_heatmaps(pred)
     batch, joint_count = pred.shape[:2]
@@ -34,8 +49,9 @@ def _check_pose_inputs(pred: torch.Tensor, joints: torch.Tensor, target_weight: 
     for name, tensor in (("joints", joints), ("target_weight", target_weight)):
         if tensor.device != pred.device:
             raise ValueError(f"{name} is on {tensor.device} but pred_heatmaps is on {pred.device}; move them to one device")
-        if not torch.isfinite(tensor).all():
-            raise ValueError(f"{name} contains NaN or inf")
+    if not torch.isfinite(joints).all():
+        raise ValueError("joints contains NaN or inf")
+    _check_target_weight(target_weight)
 
 
 def suppliers(pred_heatmaps: torch.Tensor, eps: float = 1e-6, activation: str = "relu") -> torch.Tensor:
@@ -82,6 +98,11 @@ class HDMLoss(nn.Module):
         sinkhorn_eps: entropic regularisation in cost units (only for ``solver="sinkhorn"``).
         supply_eps: guard of :func:`suppliers`.
         supplier: activation of :func:`suppliers`: "relu" (the paper's), "softplus" or "softmax" (ablations).
+
+    Dtypes: float32 / float64 heatmaps are normalised and solved as given (the exact solver always works in
+    float64); float16 / bfloat16 heatmaps (AMP) are normalised and solved in float32, and the loss and the
+    gradient come back in the heatmaps' dtype. An empty batch (B = 0) gives a loss of 0 connected to the input.
+    Target weights must be finite and >= 0; joints with weight 0 cost nothing and get no gradient.
     """
 
     def __init__(
@@ -113,8 +134,17 @@ class HDMLoss(nn.Module):
         self.supplier = supplier
 
     def per_joint(self, pred_heatmaps: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
-        """Unweighted EMD per joint, (B, K); 0 (and no gradient) where target_weight is 0."""
+        """Unweighted EMD per joint, (B, K) in the dtype of ``pred_heatmaps``; 0 (and no gradient) where
+        target_weight is 0."""
         _check_pose_inputs(pred_heatmaps, joints, target_weight)
+        return self._per_joint(pred_heatmaps, joints, target_weight).to(pred_heatmaps.dtype)
+
+    def _per_joint(self, pred_heatmaps: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        """:meth:`per_joint` in the working dtype (float32 for half-precision heatmaps), inputs checked."""
+        work = _working_dtype(pred_heatmaps.dtype)
+        pred_heatmaps = pred_heatmaps.to(work)  # no copy unless half precision; autograd casts the gradient back
+        if joints.dtype in HALF_DTYPES:
+            joints = joints.to(work)
         batch, joint_count, height, width = pred_heatmaps.shape
         losses = pred_heatmaps.new_zeros(batch, joint_count)
         used = target_weight > 0
@@ -131,17 +161,22 @@ class HDMLoss(nn.Module):
         return losses.index_put((used.nonzero(as_tuple=True)), value)
 
     def forward(self, pred_heatmaps: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
-        weighted = self.per_joint(pred_heatmaps, joints, target_weight) * target_weight
+        _check_pose_inputs(pred_heatmaps, joints, target_weight)
+        per_joint = self._per_joint(pred_heatmaps, joints, target_weight)
+        weighted = per_joint * target_weight.to(per_joint.dtype)
         if self.reduction == "none":
-            return weighted
-        total = weighted.sum()
-        return total / pred_heatmaps.shape[0] if self.reduction == "mean" else total
+            return weighted.to(pred_heatmaps.dtype)
+        total = weighted.sum()  # 0 for an empty batch, still connected to the input
+        if self.reduction == "mean":
+            total = total / max(pred_heatmaps.shape[0], 1)
+        return total.to(pred_heatmaps.dtype)
 
 
 class HeatmapMSELoss(nn.Module):
     """HRNet's pixel-wise baseline: 0.5 x MSE between heatmaps, averaged over joints, pixels and images.
 
     ``0.5 * mean_{b,k,h,w} (w_bk * (pred - target))^2`` with ``use_target_weight``; without it, w = 1.
+    Targets must be finite and weights finite and >= 0; an empty batch gives 0 (connected to the input).
 
     Args:
         use_target_weight: weight each joint's squared error by its target weight (HRNet: True).
@@ -161,7 +196,13 @@ class HeatmapMSELoss(nn.Module):
             raise ValueError(f"target_weight must be (B, K) = {tuple(pred_heatmaps.shape[:2])}, got {tuple(target_weight.shape)}")
         if target_heatmaps.device != pred_heatmaps.device or target_weight.device != pred_heatmaps.device:
             raise ValueError("pred_heatmaps, target_heatmaps and target_weight must be on one device")
+        if not torch.isfinite(target_heatmaps).all():
+            raise ValueError("target_heatmaps contains NaN or inf: check the targets built from the joints")
+        _check_target_weight(target_weight)
         diff = pred_heatmaps - target_heatmaps
         if self.use_target_weight:
             diff = diff * target_weight[..., None, None]
-        return 0.5 * diff.pow(2).mean()
+        squared = diff.pow(2)
+        if squared.numel() == 0:  # mean() of nothing is NaN; the sum (0) keeps the graph
+            return 0.5 * squared.sum()
+        return 0.5 * squared.mean()
