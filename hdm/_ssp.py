@@ -675,6 +675,87 @@ def _solve_squares(supply, height, width, corner, demand, dist, tiers, block_cos
                                          items_mass, items_cost, b, ws)
 
 
+# ---------------------------------------------------------------------------------------------- the fused loss
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
+def _relu_supply(heat, sigma, eps, n_pix, supply):
+    """supply = (relu(h) + eps * sigma) / (sum relu(h) + eps) in float64 (the relu suppliers of hdm.loss);
+    returns (sum relu(h) + eps, sum |h|) -- the latter is finite iff every h is."""
+    positive = 0.0
+    size = 0.0
+    for p in range(n_pix):
+        v = np.float64(heat[p])
+        positive += max(v, 0.0)
+        size += abs(v)
+    mass = positive + eps
+    for p in range(n_pix):
+        supply[p] = (max(np.float64(heat[p]), 0.0) + eps * np.float64(sigma[p])) / mass
+    return mass, size
+
+
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
+def _relu_gradient(heat, sigma, eps, mass, supply, a, n_pix, grad):
+    """Gradient of <a, supply> w.r.t. the heatmap h through the relu suppliers (a: the OT potential):
+    grad_j = [1{h_j > 0} (a_j - <a, S>) + eps sigma_j (a_j - <a, sigma>)] / (sum relu(h) + eps)."""
+    a_s = 0.0
+    a_sigma = 0.0
+    for p in range(n_pix):
+        a_s += a[p] * supply[p]
+        a_sigma += a[p] * np.float64(sigma[p])
+    for p in range(n_pix):
+        on = 1.0 if heat[p] > 0 else 0.0
+        grad[p] = (on * (a[p] - a_s) + eps * np.float64(sigma[p]) * (a[p] - a_sigma)) / mass
+
+
+@njit(cache=True, parallel=True)
+def _solve_relu_squares(heat, sigma, eps, rows, height, width, corner, demand, dist, tiers, block_cost, block_range,
+                        value_out, b_out, grad_out, size_out, n_chunks):
+    n_problems = rows.shape[0]
+    n_pix = height * width
+    for c in prange(n_chunks):
+        supply = np.empty(n_pix)
+        a = np.empty(n_pix)
+        cost = np.empty((4, n_pix))
+        pyramid = np.empty((N_POOL, height + 2, width + 2))
+        lattice = np.empty((N_POOL, 4), np.int64)
+        items_mass = np.empty(n_pix)
+        items_cost = np.empty((4, n_pix))
+        b = np.empty(4)
+        d = np.empty(4)
+        ws = _workspace(n_pix, 4)
+        lo, hi = _chunk(n_problems, n_chunks, c)
+        for k in range(lo, hi):
+            r = rows[k]
+            mass, size = _relu_supply(heat[r], sigma[r], eps, n_pix, supply)
+            size_out[k] = size
+            if not np.isfinite(size):
+                continue  # reported by the caller
+            total_s = _sum(supply, n_pix)
+            total_d = demand[k, 0] + demand[k, 1] + demand[k, 2] + demand[k, 3]
+            for m in range(4):
+                d[m] = demand[k, m] * (total_s / total_d) if total_d > 0 else demand[k, m]
+            value_out[k] = _solve_square(supply, height, width, corner[k, 0], corner[k, 1], d, dist, tiers, block_cost,
+                                         block_range, a, b_out[k], cost, pyramid, lattice, items_mass, items_cost, b, ws)
+            _relu_gradient(heat[r], sigma[r], eps, mass, supply, a, n_pix, grad_out[k])
+
+
+def solve_relu_squares(heat, sigma, eps, rows, width, corner, demand, table, value_out, b_out, grad_out, n_chunks):
+    """The exact loss of :class:`hdm.loss.HDMLoss` with relu suppliers, fused: for each problem k (heatmap row
+    ``rows[k]`` of heat (R, P), float32 or float64, P = H*W row-major; sigma (R, P) its softmax), the suppliers
+    S = (relu(h) + eps sigma) / (sum relu(h) + eps), the exact OT from S to the 4 corners of the unit square at
+    corner[k] (x0, y0) with masses demand[k] (rescaled to S's total), and the gradient of the value w.r.t. h.
+
+    Writes value_out (N,), b_out (N, 4) and grad_out (N, P) (heat's dtype); returns the rows whose heatmap has
+    NaN or inf (nothing is solved for them).
+    """
+    n_pix = heat.shape[1]
+    height = n_pix // width
+    tables = _square_tables(height, width, table)
+    size = np.empty(rows.shape[0])
+    _solve_relu_squares(heat, sigma, eps, rows, height, width, corner, demand, *tables, value_out, b_out, grad_out,
+                        size, max(1, min(n_chunks, rows.shape[0])))
+    return rows[~np.isfinite(size)]
+
+
 _SQUARE = np.array([[0, 0], [1, 0], [0, 1], [1, 1]])
 
 

@@ -6,10 +6,11 @@ Legend: B images, K joints, H x W heatmap pixels.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from hdm import ot
+from hdm import _ssp, ot
 from hdm.targets import DEMANDER_MODES, demanders
 
 SOLVERS = ("exact", "sinkhorn")
@@ -17,11 +18,15 @@ REDUCTIONS = ("mean", "sum", "none")
 SUPPLIERS = ("relu", "softplus", "softmax")
 
 
-def _check_heatmaps(pred: torch.Tensor, name: str = "pred_heatmaps") -> None:
+def _not_finite(name: str) -> ValueError:
+    return ValueError(f"{name} contains NaN or inf: the model diverged or its input was invalid")
+
+
+def _check_heatmaps(pred: torch.Tensor, name: str = "pred_heatmaps", finite: bool = True) -> None:
     if pred.ndim != 4:
         raise ValueError(f"{name} must be (B, K, H, W), got shape {tuple(pred.shape)}")
-    if not torch.isfinite(pred).all():
-        raise ValueError(f"{name} contains NaN or inf: the model diverged or its input was invalid")
+    if finite and not torch.isfinite(pred).all():
+        raise _not_finite(name)
 
 
 def _check_target_weight(target_weight: torch.Tensor) -> None:
@@ -39,8 +44,10 @@ def _working_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
-def _check_pose_inputs(pred: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> None:
-    _check_heatmaps(pred)
+def _check_pose_inputs(pred: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor, finite: bool = True) -> None:
+    """Shapes, devices, finite joints and weights >= 0; finite heatmaps unless ``finite`` is False (the fused
+    exact loss checks them in its own pass)."""
+    _check_heatmaps(pred, finite=finite)
     batch, joint_count = pred.shape[:2]
     if joints.shape != (batch, joint_count, 2):
         raise ValueError(f"joints must be (B, K, 2) = ({batch}, {joint_count}, 2) to match the heatmaps, got {tuple(joints.shape)}")
@@ -136,8 +143,16 @@ class HDMLoss(nn.Module):
     def per_joint(self, pred_heatmaps: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
         """Unweighted EMD per joint, (B, K) in the dtype of ``pred_heatmaps``; 0 (and no gradient) where
         target_weight is 0."""
-        _check_pose_inputs(pred_heatmaps, joints, target_weight)
+        _check_pose_inputs(pred_heatmaps, joints, target_weight, finite=not self._fused(pred_heatmaps))
         return self._per_joint(pred_heatmaps, joints, target_weight).to(pred_heatmaps.dtype)
+
+    def _fused(self, pred_heatmaps: torch.Tensor) -> bool:
+        """Whether the loss takes the fused path (the paper's configuration): relu suppliers, sub-pixel demanders
+        and the exact solver, computed in one compiled pass per problem (:func:`_fused_exact`)."""
+        return (
+            self.solver == "exact" and self.supplier == "relu" and self.demanders == "subpixel"
+            and pred_heatmaps.shape[-2] >= 2 and pred_heatmaps.shape[-1] >= 2
+        )
 
     def _per_joint(self, pred_heatmaps: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
         """:meth:`per_joint` in the working dtype (float32 for half-precision heatmaps), inputs checked."""
@@ -145,6 +160,8 @@ class HDMLoss(nn.Module):
         pred_heatmaps = pred_heatmaps.to(work)  # no copy unless half precision; autograd casts the gradient back
         if joints.dtype in HALF_DTYPES:
             joints = joints.to(work)
+        if self._fused(pred_heatmaps):
+            return _fused_exact(pred_heatmaps, joints, target_weight, self.supply_eps, self.cost)
         batch, joint_count, height, width = pred_heatmaps.shape
         losses = pred_heatmaps.new_zeros(batch, joint_count)
         used = target_weight > 0
@@ -161,7 +178,7 @@ class HDMLoss(nn.Module):
         return losses.index_put((used.nonzero(as_tuple=True)), value)
 
     def forward(self, pred_heatmaps: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
-        _check_pose_inputs(pred_heatmaps, joints, target_weight)
+        _check_pose_inputs(pred_heatmaps, joints, target_weight, finite=not self._fused(pred_heatmaps))
         per_joint = self._per_joint(pred_heatmaps, joints, target_weight)
         weighted = per_joint * target_weight.to(per_joint.dtype)
         if self.reduction == "none":
@@ -170,6 +187,64 @@ class HDMLoss(nn.Module):
         if self.reduction == "mean":
             total = total / max(pred_heatmaps.shape[0], 1)
         return total.to(pred_heatmaps.dtype)
+
+
+class _FusedExactEMD(torch.autograd.Function):
+    """EMD from the relu suppliers of heatmap rows to their 4 sub-pixel demanders; the kernel computes the
+    gradient w.r.t. the heatmaps in the same pass (:func:`hdm._ssp.solve_relu_squares`)."""
+
+    @staticmethod
+    def forward(ctx, flat, masses, rows, corner, width, eps, cost):
+        heat = flat.detach()
+        sigma = torch.softmax(heat, dim=-1)  # the suppliers' guard, vectorised by torch
+        heat_np = np.ascontiguousarray(heat.cpu().numpy())
+        sigma_np = np.ascontiguousarray(sigma.cpu().numpy())
+        rows_np = rows.cpu().numpy().astype(np.int64)
+        corner_np = np.ascontiguousarray(corner.cpu().numpy().astype(np.int64))
+        demand_np = np.ascontiguousarray(masses.detach().to("cpu", torch.float64).numpy())
+        n_problems, (n_rows, n_pix) = len(rows_np), heat_np.shape
+        height = n_pix // width
+        value = np.empty(n_problems)
+        b = np.empty((n_problems, 4))
+        grad = np.empty((n_problems, n_pix), heat_np.dtype)
+        table = ot._offset_cost_table((height - 1) ** 2 + (width - 1) ** 2, cost)
+        bad = _ssp.solve_relu_squares(heat_np, sigma_np, eps, rows_np, width, corner_np, demand_np, table, value, b,
+                                      grad, ot._n_chunks(n_problems))
+        if bad.size:
+            raise _not_finite("pred_heatmaps")
+        like = dict(device=flat.device, dtype=flat.dtype)
+        ctx.grad, ctx.b = torch.from_numpy(grad).to(flat.device), torch.from_numpy(b).to(**like)
+        ctx.rows, ctx.n_rows = rows, n_rows
+        return torch.from_numpy(value).to(**like)
+
+    @staticmethod
+    def backward(ctx, grad_value):
+        scale = grad_value.unsqueeze(-1)
+        grad_flat = grad_masses = None
+        if ctx.needs_input_grad[0]:
+            grad_flat = ctx.grad * scale
+            if len(ctx.rows) < ctx.n_rows:
+                grad_flat = grad_flat.new_zeros(ctx.n_rows, grad_flat.shape[1]).index_copy_(0, ctx.rows, grad_flat)
+        if ctx.needs_input_grad[1]:
+            grad_masses = scale * ctx.b
+        return grad_flat, grad_masses, None, None, None, None, None
+
+
+def _fused_exact(pred: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor, eps: float, cost: str):
+    """Unweighted exact EMD per joint (B, K) of :class:`HDMLoss` with relu suppliers and sub-pixel demanders:
+    the suppliers, the OT and the gradient in one compiled pass per joint (no (N, H, W) float64 copies)."""
+    batch, joint_count, height, width = pred.shape
+    flat = pred.reshape(batch * joint_count, height * width)
+    used = (target_weight > 0).reshape(-1)
+    losses = flat.new_zeros(batch * joint_count)
+    if not used.all() and not torch.isfinite(flat[~used]).all():  # the kernel checks the used rows
+        raise _not_finite("pred_heatmaps")
+    if not used.any():
+        return (losses + 0.0 * flat.sum(-1)).view(batch, joint_count)  # keeps the graph connected
+    rows = used.nonzero().squeeze(1)
+    positions, masses = demanders(joints.reshape(1, -1, 2)[:, rows], (height, width), "subpixel")
+    value = _FusedExactEMD.apply(flat, masses[0].to(flat.dtype), rows, positions[0, :, 0], width, eps, cost)
+    return losses.index_put((rows,), value).view(batch, joint_count)
 
 
 class HeatmapMSELoss(nn.Module):
