@@ -29,7 +29,7 @@ hyperbolas whose far branches rotate as b changes), so the potentials come from 
 smaller problems: a sum pyramid of the heatmap on a lattice of 2^k x 2^k blocks aligned with the square (so a
 block never straddles a boundary of the b = 0 cells), and levels made of fine blocks near the square and coarse
 blocks far away (:data:`LEVELS`). The coarsest level is solved from b = 0, each finer level starts from the
-potentials of the previous one, and the pixel level (exact costs) from those of level 1: a few dozen items
+potentials of the previous one, and the pixel level (exact costs) from those of level 0: a few dozen items
 change cell per level. Block costs are the mean cost of the block's pixels; they only steer the start. All
 block tables are translation invariant and cached per heatmap size.
 
@@ -55,14 +55,13 @@ _REASSOC = {"reassoc", "nsz"}  # fastmath flags for sums: order only
 # Limits are multiples of the next block size so that blocks of one level tile the plane exactly.
 _ALL = 1 << 20
 LEVELS = (
-    ((4, 1), (_ALL, 2)),
-    ((2, 1), (8, 2), (_ALL, 4)),
+    ((4, 1), (8, 2), (_ALL, 4)),
     ((2, 1), (4, 2), (8, 4), (_ALL, 8)),
     ((0, 1), (0, 2), (0, 4), (16, 8), (_ALL, 16)),
 )
 N_POOL = 5  # pyramid levels: pixels, 2x2, 4x4, 8x8, 16x16 blocks
 # Candidate width (reduced cost, heatmap px) at the pixel level and at each coarse level but the coarsest.
-DELTAS = (0.02, 0.03, 0.05, 0.1)
+DELTAS = (0.02, 0.03, 0.05)
 
 
 # ---------------------------------------------------------------------------------------------- reductions
