@@ -61,7 +61,8 @@ LEVELS = (
 )
 N_POOL = 5  # pyramid levels: pixels, 2x2, 4x4, 8x8, 16x16 blocks
 # Candidate width (reduced cost, heatmap px) at the pixel level and at each coarse level but the coarsest.
-DELTAS = (0.02, 0.03, 0.05)
+DELTAS = (0.005, 0.03, 0.05)
+WIDE = 0.02  # pixel level: items within this of another cell are listed, so that most heap rebuilds scan only them
 
 
 # ---------------------------------------------------------------------------------------------- reductions
@@ -83,17 +84,18 @@ def _dot(x, y, n):
 
 @njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def _cell_masses(mass, owner, n, out):
-    """out[m] = mass of the items owned by m (M = 4 unrolled)."""
+    """out[m] = mass of the items owned by m (items without an owner have no mass). For M = 4 the loop keeps
+    three masked sums and the total (LLVM vectorises that, not four masked sums)."""
     if out.shape[0] == 4:
-        m0 = m1 = m2 = m3 = 0.0
+        m0 = m1 = m2 = total = 0.0
         for k in range(n):
             o = owner[k]
             s = mass[k]
+            total += s
             m0 += s if o == 0 else 0.0
             m1 += s if o == 1 else 0.0
             m2 += s if o == 2 else 0.0
-            m3 += s if o == 3 else 0.0
-        out[0], out[1], out[2], out[3] = m0, m1, m2, m3
+        out[0], out[1], out[2], out[3] = m0, m1, m2, total - m0 - m1 - m2
     else:
         for m in range(out.shape[0]):
             total = 0.0
@@ -146,13 +148,15 @@ def _compact(heap_key, heap_idx, arc, size, owner, part, cell):
 
 
 @njit(cache=True, error_model="numpy")
-def _rebuild(cost, n, owner, part, heap_key, heap_idx, heap_size, arc, i, j, hi):
+def _rebuild(cost, n, owner, part, heap_key, heap_idx, heap_size, arc, i, j, hi, listed, n_listed):
     """Rebuild the heap of arc (i, j) from the items of cell i with key C_j - C_i < hi; returns the smallest key
-    >= hi (the arc's new bound). Rebuilding rather than appending also drops stale entries and duplicates, and
-    picks up items whose candidate test and bound disagreed by a rounding error."""
+    >= hi (the arc's new bound). Scans items 0..n-1, or only listed[:n_listed] if n_listed >= 0. Rebuilding rather
+    than appending also drops stale entries and duplicates, and picks up items whose candidate test and bound
+    disagreed by a rounding error."""
     size = 0
     beyond = np.inf
-    for k in range(n):
+    for t in range(n if n_listed < 0 else n_listed):
+        k = t if n_listed < 0 else listed[t]
         o = owner[k]
         if o == i or (o == SPLIT and part[k, i] > 0.0):
             key = cost[j, k] - cost[i, k]
@@ -216,23 +220,27 @@ def _workspace(n_items, n_dem):
         np.empty((n_arcs, n_items + 8)),  # heap keys, one row per arc
         np.empty((n_arcs, n_items + 8), np.int64),  # heap items
         np.empty(n_arcs, np.int64),  # heap sizes
-        np.empty((2, n_arcs)),  # bound, rebuild width per arc
+        np.empty((3, n_arcs)),  # bound, rebuild width, near-list limit per arc
+        np.empty(n_items, np.int64),  # the near list: items within ``wide`` of another cell at the start
         np.empty((3, n_dem)),  # bb, excess, dist
         np.empty((6, n_dem), np.int64),  # active, pred, pred_item, path_item, path_from, path_to
     )
 
 
 @njit(cache=True, error_model="numpy")
-def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
+def _solve_items(cost, mass, n, demand, b, delta, wide, tol, ws):
     """Exact OT from items 0..n-1 (cost (M, >=n), mass (>=n,)) to M demanders, warm-started at potentials b.
 
     On return b (M,) holds optimal potentials of the active demanders (demand > tol; others are untouched) and
-    ws[0] / ws[1] the plan (owner, part). delta: start candidates' width (inf: every item is a candidate).
+    ws[0] / ws[1] the plan (owner, part). delta: start candidates' width (inf: every item is a candidate);
+    wide >= delta: items within wide of another cell at the start are listed, and heap rebuilds that stay
+    within wide scan that list instead of every item.
     """
-    owner, part, near, heap_key, heap_idx, heap_size, arc_f, small, ismall = ws
+    owner, part, near, heap_key, heap_idx, heap_size, arc_f, listed, small, ismall = ws
     n_dem = cost.shape[0]
     bound = arc_f[0]
     width = arc_f[1]
+    limit = arc_f[2]
     bb = small[0]
     excess = small[1]
     dist = small[2]
@@ -249,7 +257,8 @@ def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
         bb[m] = b[m] if active[m] else -np.inf
     if n_act > 1:  # (no early return: numba prunes reference counts only in single-exit functions)
         # Start: every item to its cheapest demander at b.
-        _assign(cost, mass, n, bb, delta, owner, near)
+        wide = max(wide, delta)
+        _assign(cost, mass, n, bb, wide, owner, near)
         _cell_masses(mass, owner, n, excess)
         for m in range(n_dem):
             excess[m] = excess[m] - demand[m] if active[m] else 0.0
@@ -258,9 +267,14 @@ def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
                 arc = i * n_dem + j
                 heap_size[arc] = 0
                 # non-candidates have C_j - C_i >= this (up to rounding, which the rebuilds absorb)
-                bound[arc] = delta + bb[j] - bb[i] if active[i] and active[j] and i != j else np.inf
+                usable = active[i] and active[j] and i != j
+                bound[arc] = delta + bb[j] - bb[i] if usable else np.inf
                 width[arc] = max(delta, 1e-3)
-        # Candidates (near > 0) to the heaps of their arcs; near is scanned 8 bytes at a time.
+                # unlisted items have C_j - C_i >= wide + bb[j] - bb[i] (a margin for rounding)
+                limit[arc] = wide + bb[j] - bb[i] - 1e-9 if usable and wide < np.inf else -np.inf
+        # Listed items (near > 0: within wide of another cell) and the candidates among them (within delta) to
+        # the heaps of their arcs; near is scanned 8 bytes at a time.
+        n_listed = 0
         words = near.view(np.uint64)
         for w in range((n + 7) // 8):
             if words[w] == 0:
@@ -268,6 +282,8 @@ def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
             for k in range(8 * w, min(8 * w + 8, n)):
                 if near[k] == 0:
                     continue
+                listed[n_listed] = k
+                n_listed += 1
                 i = owner[k]
                 ci = cost[i, k]
                 lim = ci - bb[i] + delta
@@ -362,8 +378,14 @@ def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
                 # The path needs items beyond an arc's heap: rebuild it up to a wider limit, then search again
                 # (the potentials just set stay feasible: the bound was a lower bound of the true arc cost).
                 arc = rebuild_from * n_dem + node
-                bound[arc] = _rebuild(cost, n, owner, part, heap_key, heap_idx, heap_size, arc, rebuild_from, node,
-                                     bound[arc] + width[arc])
+                hi = bound[arc] + width[arc]
+                if hi <= limit[arc]:  # every item below hi is listed (items that moved were candidates)
+                    beyond = _rebuild(cost, n, owner, part, heap_key, heap_idx, heap_size, arc, rebuild_from, node,
+                                      hi, listed, n_listed)
+                    bound[arc] = min(beyond, limit[arc])
+                else:
+                    bound[arc] = _rebuild(cost, n, owner, part, heap_key, heap_idx, heap_size, arc, rebuild_from,
+                                          node, hi, listed, -1)
                 width[arc] *= 4.0
                 continue
             source = node
@@ -493,7 +515,7 @@ def _solve_dense(cost, supply, demand, a_out, b_out, value_out, n_chunks):
                     cost_t[m, n] = cost[k, n, m]
             tol = MASS_TOL * _sum(supply[k], n_pix)
             b[:] = 0.0
-            _solve_items(cost_t, supply[k], n_pix, demand[k], b, np.inf, tol, ws)
+            _solve_items(cost_t, supply[k], n_pix, demand[k], b, np.inf, np.inf, tol, ws)
             value_out[k] = _finish(cost_t, supply[k], demand[k], b, tol, a_out[k], b_out[k])
 
 
@@ -516,7 +538,7 @@ def _solve_offsets(supply, width, positions, demand, table, a_out, b_out, value_
                     cost[m, n] = table[dx * dx + dy * dy]
             tol = MASS_TOL * _sum(supply[k], n_pix)
             b[:] = 0.0
-            _solve_items(cost, supply[k], n_pix, demand[k], b, np.inf, tol, ws)
+            _solve_items(cost, supply[k], n_pix, demand[k], b, np.inf, np.inf, tol, ws)
             value_out[k] = _finish(cost, supply[k], demand[k], b, tol, a_out[k], b_out[k])
 
 
@@ -649,8 +671,8 @@ def _solve_square(supply, height, width, x0, y0, demand, dist, tiers, block_cost
         for level in range(n_levels - 1, -1, -1):  # coarsest from b = 0, then each from the previous one
             n = _level_items(level, tiers, block_cost, block_range, pyramid, lattice, items_mass, items_cost)
             delta = DELTAS[level + 1] if level < n_levels - 1 else np.inf
-            _solve_items(items_cost, items_mass, n, demand, b, delta, tol, ws)
-        _solve_items(cost, supply, n_pix, demand, b, DELTAS[0], tol, ws)
+            _solve_items(items_cost, items_mass, n, demand, b, delta, delta, tol, ws)
+        _solve_items(cost, supply, n_pix, demand, b, DELTAS[0], WIDE, tol, ws)
     return _finish(cost, supply, demand, b, tol, a_out, b_out)
 
 
