@@ -262,7 +262,7 @@ class HeatmapMSELoss(nn.Module):
         self.use_target_weight = use_target_weight
 
     def forward(self, pred_heatmaps: torch.Tensor, target_heatmaps: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
-        _check_heatmaps(pred_heatmaps)
+        _check_heatmaps(pred_heatmaps, finite=False)  # checked below, from the loss
         if target_heatmaps.shape != pred_heatmaps.shape:
             raise ValueError(
                 f"target_heatmaps {tuple(target_heatmaps.shape)} must match pred_heatmaps {tuple(pred_heatmaps.shape)}"
@@ -271,13 +271,18 @@ class HeatmapMSELoss(nn.Module):
             raise ValueError(f"target_weight must be (B, K) = {tuple(pred_heatmaps.shape[:2])}, got {tuple(target_weight.shape)}")
         if target_heatmaps.device != pred_heatmaps.device or target_weight.device != pred_heatmaps.device:
             raise ValueError("pred_heatmaps, target_heatmaps and target_weight must be on one device")
-        if not torch.isfinite(target_heatmaps).all():
-            raise ValueError("target_heatmaps contains NaN or inf: check the targets built from the joints")
         _check_target_weight(target_weight)
         diff = pred_heatmaps - target_heatmaps
         if self.use_target_weight:
             diff = diff * target_weight[..., None, None]
         squared = diff.pow(2)
-        if squared.numel() == 0:  # mean() of nothing is NaN; the sum (0) keeps the graph
-            return 0.5 * squared.sum()
-        return 0.5 * squared.mean()
+        # mean() of nothing is NaN; the sum (0) keeps the graph
+        loss = 0.5 * (squared.sum() if squared.numel() == 0 else squared.mean())
+        if not torch.isfinite(loss):
+            # NaN or inf in either heatmap always makes the loss non-finite (weights are finite and >= 0), so the
+            # inputs are only searched when it is: two passes over the batch saved on every normal call
+            if not torch.isfinite(pred_heatmaps).all():
+                raise _not_finite("pred_heatmaps")
+            if not torch.isfinite(target_heatmaps).all():
+                raise ValueError("target_heatmaps contains NaN or inf: check the targets built from the joints")
+        return loss
