@@ -18,7 +18,9 @@ start, and a start close to the optimum only makes it faster (few items change c
   only *candidates* are kept: items within ``delta`` (reduced cost) of another cell. ``bound[arc]`` is a lower
   bound on the keys of the cell's other items, used as the arc's cost when its heap is empty; when a shortest
   path needs such an arc, its heap is rebuilt from a scan of the cell up to a wider limit (which makes the bound
-  exact) and the search is repeated, so exactness never depends on ``delta``.
+  exact) and the search is repeated, so exactness never depends on ``delta``. At the pixel level the start also
+  lists the items within a wider ``WIDE`` of another cell; a rebuild whose limit stays within it scans the list
+  (a few hundred items) instead of every pixel.
 - An item that changes cell is pushed to the heaps of its new cell's arcs; entries of items that left a cell
   are dropped lazily when they reach the top. Items split between cells (at most a few) keep their parts in
   ``part``.
@@ -32,6 +34,19 @@ blocks far away (:data:`LEVELS`). The coarsest level is solved from b = 0, each 
 potentials of the previous one, and the pixel level (exact costs) from those of level 0: a few dozen items
 change cell per level. Block costs are the mean cost of the block's pixels; they only steer the start. All
 block tables are translation invariant and cached per heatmap size.
+
+**What the structure does not buy** (measured on the loss's heatmap families, see
+``benchmarks/_ssp_profile.py``): no two pixel offsets of a 64x48 map have the same cost vector, even up to a
+constant (which would leave their cells equal for every b), so exact aggregation of pixels merges nothing; and
+the bound |b_i - b_j| <= |q_i - q_j| that optimal potentials satisfy leaves every pixel movable (a median of
+1600-1800 of the 3072 pixels change cell between b = 0 and the optimum, whose differences are ~0.6 px). Blocks
+certified to lie in one cell by exact per-block key bounds (an adaptive, exact refinement instead of the fixed
+levels) were exact but at best as fast and up to 1.7x slower: more SSP iterations than the fixed chain. Mass-weighted block costs at the finest
+start level did not pay for their pass either. Three levels (:data:`LEVELS`) beat four by 11-23 %.
+
+**The fused loss** (:func:`solve_relu_squares`): the relu suppliers of :class:`hdm.loss.HDMLoss` are built from
+the heatmap and its softmax in the kernel's pass, and the gradient w.r.t. the heatmap is written right after the
+solve, so the loss needs no torch pass over (N, H, W) float64 copies.
 
 Notes on speed (numba): the hot loops call no helper that takes arrays (numba does not always prune the
 reference counting of such calls, and atomic reference counts cost more than a heap operation); indices that
