@@ -136,3 +136,15 @@ def test_mse_refuses_non_finite_targets_and_bad_weights():
         with pytest.raises(ValueError, match=f"target_weight .*{message}"):
             HDMLoss()(pred, torch.zeros(2, 3, 2, dtype=torch.float64), broken)
     assert torch.isfinite(mse(pred, target, weight))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("which", ["supply", "demand"])
+def test_non_finite_masses_are_named(bad, which):
+    supply = torch.full((2, 4), 0.25, dtype=torch.float64)
+    demand = torch.full((2, 2), 0.5, dtype=torch.float64)
+    args = {"supply": supply, "demand": demand}
+    args[which] = args[which].clone()
+    args[which][1, 1] = bad
+    with pytest.raises(ValueError, match=f"{which} contains NaN or inf"):
+        ot.emd(args["supply"], args["demand"], torch.rand(2, 4, 2, dtype=torch.float64))
