@@ -77,6 +77,10 @@ LEVELS = (
     ((2, 1), (4, 2), (8, 4), (_ALL, 8)),
     ((0, 1), (0, 2), (0, 4), (16, 8), (_ALL, 16)),
 )
+# For peaked maps (more than PEAKED of the mass within the 8 x 8 pixels around the square, e.g. a trained
+# network's sharp blob) the chain skips the middle level: its coarsest level resolves the blob itself.
+LEVELS_PEAKED = (LEVELS[0], ((2, 1), (4, 2), (8, 4), (16, 8), (_ALL, 16)))
+PEAKED = 0.4
 N_POOL = 5  # pyramid levels: pixels, 2x2, 4x4, 8x8, 16x16 blocks
 # Candidate width (reduced cost, heatmap px) at the pixel level and at each coarse level but the coarsest.
 DELTAS = (0.005, 0.03, 0.05)
@@ -570,7 +574,8 @@ def _square_tables(height, width, table):
     Offsets are taken from the square's first corner q0 = (x0, y0); corner c sits at q0 + (c & 1, c >> 1).
     Returns
     - dist (2H-1, 2W-1): dist[dy + H-1, dx + W-1] = table[dx^2 + dy^2], the cost of any pixel offset;
-    - tiers (T, 4) int64 rows (level, first ring, end ring, pyramid level k), rings in blocks of 2^k pixels;
+    - tiers (T, 4) int64 rows (level, first ring, end ring, pyramid level k), rings in blocks of 2^k pixels
+      (:data:`LEVELS`; the last element: the same for :data:`LEVELS_PEAKED`);
     - block_cost (4, B): mean cost of each block's pixels to the 4 corners, for every block a window can hold;
     - block_range (N_POOL, 4) int64 rows (offset in block_cost, first lattice column, columns, first row).
     Block (i, j) of pyramid level k covers offsets dx in [1 + i 2^k, 1 + (i+1) 2^k) (same for dy), so no block
@@ -595,15 +600,18 @@ def _square_tables(height, width, table):
             costs.append(np.stack([np.bincount(flat, pix_cost[c].ravel(), size) / count for c in range(4)]))
             block_range[k] = (offset, col.min(), n_cols, row.min())
             offset += size
-        tiers = []
-        for level, spec in enumerate(LEVELS):
-            start = 0
-            for end, size in spec:
-                assert start % size == 0 and (end % size == 0 or end == _ALL), "tiers must tile the plane"
-                if end > start:
-                    tiers.append((level, start // size, end // size, size.bit_length() - 1))
-                start = end
-        _TABLES[key] = (dist, np.array(tiers, np.int64), np.ascontiguousarray(np.concatenate(costs, 1)), block_range)
+        chains = []
+        for levels in (LEVELS, LEVELS_PEAKED):
+            tiers = []
+            for level, spec in enumerate(levels):
+                start = 0
+                for end, size in spec:
+                    assert start % size == 0 and (end % size == 0 or end == _ALL), "tiers must tile the plane"
+                    if end > start:
+                        tiers.append((level, start // size, end // size, size.bit_length() - 1))
+                    start = end
+            chains.append(np.array(tiers, np.int64))
+        _TABLES[key] = (dist, chains[0], np.ascontiguousarray(np.concatenate(costs, 1)), block_range, chains[1])
     return _TABLES[key]
 
 
@@ -673,8 +681,8 @@ def _level_items(level, tiers, block_cost, block_range, pyramid, lattice, items_
 
 
 @njit(cache=True, error_model="numpy")
-def _solve_square(supply, height, width, x0, y0, demand, dist, tiers, block_cost, block_range, a_out, b_out, cost,
-                  pyramid, lattice, items_mass, items_cost, b, ws):
+def _solve_square(supply, height, width, x0, y0, demand, dist, tiers, block_cost, block_range, tiers_peaked, a_out,
+                  b_out, cost, pyramid, lattice, items_mass, items_cost, b, ws):
     """One unit-square problem (corner q0 = (x0, y0)): multilevel start, exact pixel level; returns the value."""
     n_pix = height * width
     tol = MASS_TOL * max(_sum(supply, n_pix), 1e-300)
@@ -685,6 +693,12 @@ def _solve_square(supply, height, width, x0, y0, demand, dist, tiers, block_cost
         b[c] = 0.0
     if n_act > 1:
         _pyramid(supply, height, width, x0, y0, pyramid, lattice)
+        near = 0.0  # mass of the 4 blocks of 4 x 4 pixels around the square
+        for j in range(-1, 1):
+            for i in range(-1, 1):
+                near += pyramid[2, j - lattice[2, 2] + 1, i - lattice[2, 0] + 1]
+        if near > PEAKED * tol / MASS_TOL:
+            tiers = tiers_peaked
         n_levels = tiers[-1, 0] + 1
         for level in range(n_levels - 1, -1, -1):  # coarsest from b = 0, then each from the previous one
             n = _level_items(level, tiers, block_cost, block_range, pyramid, lattice, items_mass, items_cost)
@@ -695,8 +709,8 @@ def _solve_square(supply, height, width, x0, y0, demand, dist, tiers, block_cost
 
 
 @njit(cache=True, parallel=True)
-def _solve_squares(supply, height, width, corner, demand, dist, tiers, block_cost, block_range, a_out, b_out,
-                   value_out, n_chunks):
+def _solve_squares(supply, height, width, corner, demand, dist, tiers, block_cost, block_range, tiers_peaked, a_out,
+                   b_out, value_out, n_chunks):
     """Batch of unit-square problems: corner (N, 2) int64 (x0, y0), demand (N, 4) in corner order."""
     n_problems, n_pix = supply.shape
     for c in prange(n_chunks):
@@ -710,8 +724,8 @@ def _solve_squares(supply, height, width, corner, demand, dist, tiers, block_cos
         lo, hi = _chunk(n_problems, n_chunks, c)
         for k in range(lo, hi):
             value_out[k] = _solve_square(supply[k], height, width, corner[k, 0], corner[k, 1], demand[k], dist, tiers,
-                                         block_cost, block_range, a_out[k], b_out[k], cost, pyramid, lattice,
-                                         items_mass, items_cost, b, ws)
+                                         block_cost, block_range, tiers_peaked, a_out[k], b_out[k], cost, pyramid,
+                                         lattice, items_mass, items_cost, b, ws)
 
 
 # ---------------------------------------------------------------------------------------------- the fused loss
@@ -747,7 +761,7 @@ def _relu_gradient(heat, sigma, eps, mass, supply, a, n_pix, grad):
 
 @njit(cache=True, parallel=True)
 def _solve_relu_squares(heat, sigma, eps, rows, height, width, corner, demand, dist, tiers, block_cost, block_range,
-                        value_out, b_out, grad_out, size_out, n_chunks):
+                        tiers_peaked, value_out, b_out, grad_out, size_out, n_chunks):
     n_problems = rows.shape[0]
     n_pix = height * width
     for c in prange(n_chunks):
@@ -773,7 +787,8 @@ def _solve_relu_squares(heat, sigma, eps, rows, height, width, corner, demand, d
             for m in range(4):
                 d[m] = demand[k, m] * (total_s / total_d) if total_d > 0 else demand[k, m]
             value_out[k] = _solve_square(supply, height, width, corner[k, 0], corner[k, 1], d, dist, tiers, block_cost,
-                                         block_range, a, b_out[k], cost, pyramid, lattice, items_mass, items_cost, b, ws)
+                                         block_range, tiers_peaked, a, b_out[k], cost, pyramid, lattice, items_mass,
+                                         items_cost, b, ws)
             _relu_gradient(heat[r], sigma[r], eps, mass, supply, a, n_pix, grad_out[k])
 
 
