@@ -789,7 +789,8 @@ def _solve_relu_squares(heat, sigma, eps, rows, height, width, corner, demand, d
             value_out[k] = _solve_square(supply, height, width, corner[k, 0], corner[k, 1], d, dist, tiers, block_cost,
                                          block_range, tiers_peaked, a, b_out[k], cost, pyramid, lattice, items_mass,
                                          items_cost, b, ws)
-            _relu_gradient(heat[r], sigma[r], eps, mass, supply, a, n_pix, grad_out[k])
+            if grad_out.shape[0] > 0:
+                _relu_gradient(heat[r], sigma[r], eps, mass, supply, a, n_pix, grad_out[k])
 
 
 def solve_relu_squares(heat, sigma, eps, rows, width, corner, demand, table, value_out, b_out, grad_out, n_chunks):
@@ -798,8 +799,8 @@ def solve_relu_squares(heat, sigma, eps, rows, width, corner, demand, table, val
     S = (relu(h) + eps sigma) / (sum relu(h) + eps), the exact OT from S to the 4 corners of the unit square at
     corner[k] (x0, y0) with masses demand[k] (rescaled to S's total), and the gradient of the value w.r.t. h.
 
-    Writes value_out (N,), b_out (N, 4) and grad_out (N, P) (heat's dtype); returns the rows whose heatmap has
-    NaN or inf (nothing is solved for them).
+    Writes value_out (N,), b_out (N, 4) and grad_out (N, P) (heat's dtype; give it 0 rows to skip the gradient);
+    returns the rows whose heatmap has NaN or inf (nothing is solved for them).
     """
     n_pix = heat.shape[1]
     height = n_pix // width

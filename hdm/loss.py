@@ -206,7 +206,8 @@ class _FusedExactEMD(torch.autograd.Function):
         height = n_pix // width
         value = np.empty(n_problems)
         b = np.empty((n_problems, 4))
-        grad = np.empty((n_problems, n_pix), heat_np.dtype)
+        want_grad = ctx.needs_input_grad[0]  # False under torch.no_grad() (validation): no gradient pass
+        grad = np.empty((n_problems if want_grad else 0, n_pix), heat_np.dtype)
         table = ot._offset_cost_table((height - 1) ** 2 + (width - 1) ** 2, cost)
         bad = _ssp.solve_relu_squares(heat_np, sigma_np, eps, rows_np, width, corner_np, demand_np, table, value, b,
                                       grad, ot._n_chunks(n_problems))

@@ -213,3 +213,13 @@ def test_fused_exact_loss_reports_non_finite_maps_used_or_not():
         broken[b, k, 2, 3] = float("inf")
         with pytest.raises(ValueError, match="pred_heatmaps contains NaN or inf"):
             HDMLoss()(broken, joints, weight)
+
+
+def test_fused_exact_loss_without_gradient_gives_the_same_values():
+    rng = np.random.default_rng(16)
+    pred, joints, weight = _batch(rng)
+    with_grad = HDMLoss(reduction="none")(pred.clone().requires_grad_(True), joints, weight)
+    with torch.no_grad():
+        without = HDMLoss(reduction="none")(pred.clone().requires_grad_(True), joints, weight)
+    assert without.grad_fn is None
+    torch.testing.assert_close(without, with_grad.detach(), atol=0, rtol=0)
