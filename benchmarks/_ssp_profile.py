@@ -1,19 +1,16 @@
 """Speed of the exact grid OT (:func:`hdm.ot.emd_grid`) against a loop of POT's ``ot.emd2``, per input family.
 
     .venv/bin/python benchmarks/_ssp_profile.py                          # all families, N = 544, 64x48
-    .venv/bin/python benchmarks/_ssp_profile.py --families blob --repeats 20 --pot-repeats 1
-    .venv/bin/python benchmarks/_ssp_profile.py --baseline HEAD          # also time hdm/_ssp.py of a git revision
+    .venv/bin/python benchmarks/_ssp_profile.py --families trained --repeats 20 --pot-repeats 1
+    .venv/bin/python benchmarks/_ssp_profile.py --baseline HEAD --threads 1 --pot-repeats 0  # vs a git revision
 
-Input families (N problems = 32 images x 17 joints, heatmaps H x W, joints uniform in the pixel box, 1/8 of
-them on pixel centres so that some bilinear weights are 0):
-- ``noise``: relu(randn), an untrained network's heatmap;
-- ``mid``: a Gaussian blob (sigma 2 px) 0.5-1.5 px off the joint, plus small noise, then relu (mid-training);
-- ``blob``: a clean Gaussian blob (sigma 2 px) on the joint (trained network);
-- ``uniform``: a constant map (every cell boundary crosses mass).
+Input families: those of ``benchmarks/loss_speed.py`` (N problems = 32 images x 17 joints, the relu suppliers of
+the loss, demanders of the joints), at 64x48 unless ``--size`` (other sizes: the same generators on that grid).
 
-Prints per family, in ms (minimum over repeats: other processes may share the CPU): ``emd_grid`` (the public
-call, input checks included), ``kernel`` (``hdm._ssp.solve_grid`` alone, on numpy arrays), optionally the
-baseline kernel, and POT's loop; the ratio POT / emd_grid; and the largest value difference to POT (< 1e-6).
+Prints per family, in ms (minimum over repeats: other processes may share the CPU; with ``--threads 1`` the CPU
+time of the thread, which other processes disturb far less than wall time): ``emd_grid`` (the public call, input
+checks included), ``kernel`` (``hdm._ssp.solve_grid`` alone, on numpy arrays), optionally the baseline kernel
+(timed in turns with ours) and POT's loop, the ratio POT / kernel and the largest value difference to POT.
 """
 
 from __future__ import annotations
@@ -28,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 import ot as pot
 import torch
@@ -35,48 +33,49 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from any directory without installing
 from hdm import _ssp, ot  # noqa: E402
-from hdm.targets import demanders  # noqa: E402
 
-FAMILIES = ("noise", "mid", "blob", "uniform")
-SIGMA = 2.0  # px, the blob's standard deviation
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import loss_speed  # noqa: E402
+
+FAMILIES = loss_speed.FAMILIES
 
 
 def make_problems(family: str, n: int, height: int, width: int, seed: int = 0):
-    """Heatmaps (n, H, W) summing to 1 and demanders: positions (n, 4, 2) int64 (x, y), masses (n, 4)."""
-    rng = np.random.default_rng(seed)
-    joints = rng.random((n, 2)) * [width - 1, height - 1]
-    joints[: n // 8] = np.round(joints[: n // 8])  # some joints on pixel centres: zero bilinear weights
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    if family == "noise":
-        heat = np.maximum(rng.standard_normal((n, height, width)), 0.0)
-    elif family in ("mid", "blob"):
-        centre = joints.copy()
-        if family == "mid":
-            angle = rng.random(n) * 2 * np.pi
-            centre += np.stack([np.cos(angle), np.sin(angle)], 1) * rng.uniform(0.5, 1.5, (n, 1))
-        sq = (xs[None] - centre[:, 0, None, None]) ** 2 + (ys[None] - centre[:, 1, None, None]) ** 2
-        heat = np.exp(-sq / (2 * SIGMA**2))
-        if family == "mid":
-            heat = np.maximum(heat + 0.02 * rng.standard_normal(heat.shape), 0.0)
-    elif family == "uniform":
-        heat = np.ones((n, height, width))
-    else:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    heat[heat.reshape(n, -1).sum(1) == 0, 0, 0] = 1.0
-    heat /= heat.sum((1, 2), keepdims=True)
-    positions, masses = demanders(torch.from_numpy(joints)[:, None], (height, width))
-    return torch.from_numpy(heat), positions[:, 0], masses[:, 0]
+    """Suppliers (n, H, W) summing to 1 and demanders: positions (n, 4, 2) int64 (x, y), masses (n, 4)."""
+    saved = loss_speed.HEIGHT, loss_speed.WIDTH, loss_speed.BATCH, loss_speed.JOINTS
+    loss_speed.HEIGHT, loss_speed.WIDTH, loss_speed.BATCH, loss_speed.JOINTS = height, width, n, 1
+    try:
+        rng = np.random.default_rng([seed, FAMILIES.index(family)])
+        joints = loss_speed.make_joints(family, rng)
+        heat = torch.tensor(loss_speed.heatmap_family(family, joints, rng), dtype=torch.float32)
+        supply, positions, masses = loss_speed.grid_problems(heat, torch.tensor(joints, dtype=torch.float32))
+    finally:
+        loss_speed.HEIGHT, loss_speed.WIDTH, loss_speed.BATCH, loss_speed.JOINTS = saved
+    return torch.from_numpy(supply).view(n, height, width), positions, masses
 
 
-def best_time(fn, repeats: int) -> float:
-    """Minimum wall time of fn() over repeats, in ms (after one untimed call: compilation, caches)."""
+def best_time(fn, repeats: int, clock=time.perf_counter) -> float:
+    """Minimum time of fn() over repeats, in ms (after one untimed call: compilation, caches)."""
     fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return 1e3 * min(times)
+
+
+def interleaved(fns, repeats: int, clock=time.perf_counter) -> list[float]:
+    """Minimum time (ms) of each fn over repeats, the fns taking turns (a change of load hits them alike)."""
+    for fn in fns:
+        fn()
+    best = [np.inf] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = clock()
+            fn()
+            best[i] = min(best[i], clock() - start)
+    return [1e3 * t for t in best]
 
 
 def load_baseline(rev: str):
@@ -119,27 +118,35 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=544, help="problems per batch (32 images x 17 joints)")
     parser.add_argument("--size", type=int, nargs=2, default=(64, 48), metavar=("H", "W"))
     parser.add_argument("--repeats", type=int, default=10, help="timed calls of emd_grid / the kernels")
-    parser.add_argument("--pot-repeats", type=int, default=1, help="timed POT loops")
-    parser.add_argument("--baseline", metavar="REV", help="also time hdm/_ssp.py of this git revision")
+    parser.add_argument("--pot-repeats", type=int, default=1, help="timed POT loops (0: no POT)")
+    parser.add_argument("--baseline", metavar="REV", help="also time hdm/_ssp.py of this git revision (interleaved)")
+    parser.add_argument("--threads", type=int, help="numba threads (default: numba's); 1 times CPU time of the thread")
     args = parser.parse_args(argv)
     height, width = args.size
+    if args.threads:
+        numba.set_num_threads(args.threads)
+    # one thread: CPU time of this thread (robust to other processes); more: wall time
+    clock = time.thread_time if numba.get_num_threads() == 1 else time.perf_counter
     baseline = load_baseline(args.baseline) if args.baseline else None
-    print(f"N = {args.n}, {height}x{width}, {torch.get_num_threads()} torch / numba threads; times in ms")
+    print(f"N = {args.n}, {height}x{width}, {numba.get_num_threads()} numba threads; times in ms "
+          f"({'thread CPU time' if clock is time.thread_time else 'wall time'}, min of {args.repeats})")
     for family in args.families:
         heat, positions, masses = make_problems(family, args.n, height, width)
-        ours_ms = best_time(lambda: ot.emd_grid(heat, positions, masses), args.repeats)
-        kernel_ms = best_time(kernel_call(_ssp, heat, positions, masses), args.repeats)
-        base = ""
+        ours_ms = best_time(lambda: ot.emd_grid(heat, positions, masses), args.repeats, clock)
+        fns = [kernel_call(_ssp, heat, positions, masses)]
         if baseline is not None:
-            base_ms = best_time(kernel_call(baseline, heat, positions, masses), max(1, args.repeats // 3))
-            base = f"  {args.baseline} kernel {base_ms:7.1f} (x{base_ms / kernel_ms:4.1f} slower)"
-        run_pot = pot_loop(heat, positions, masses)
-        pot_ms = best_time(run_pot, args.pot_repeats)
-        error = np.abs(ot.emd_grid(heat, positions, masses)[0].numpy() - run_pot()).max()
-        flag = "" if error < 1e-6 else "  <-- MISMATCH"
-        print(f"{family:8s} emd_grid {ours_ms:6.1f}  kernel {kernel_ms:6.1f}  POT {pot_ms:8.0f}"
-              f"  POT/emd_grid x{pot_ms / ours_ms:6.1f}  POT/kernel x{pot_ms / kernel_ms:6.1f}  "
-              f"max|diff| {error:.0e}{flag}{base}")
+            fns.append(kernel_call(baseline, heat, positions, masses))
+        times = interleaved(fns, args.repeats, clock)
+        kernel_ms = times[0]
+        base = f"  {args.baseline} kernel {times[1]:6.1f} (x{times[1] / kernel_ms:4.2f})" if baseline else ""
+        pot = ""
+        if args.pot_repeats:
+            run_pot = pot_loop(heat, positions, masses)
+            pot_ms = best_time(run_pot, args.pot_repeats, clock)
+            error = np.abs(ot.emd_grid(heat, positions, masses)[0].numpy() - run_pot()).max()
+            flag = "" if error < 1e-9 else "  <-- MISMATCH"
+            pot = f"  POT {pot_ms:7.0f}  POT/kernel x{pot_ms / kernel_ms:5.0f}  max|diff| {error:.0e}{flag}"
+        print(f"{family:12s} emd_grid {ours_ms:6.1f}  kernel {kernel_ms:6.1f}{base}{pot}")
 
 
 if __name__ == "__main__":

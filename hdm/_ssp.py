@@ -18,7 +18,9 @@ start, and a start close to the optimum only makes it faster (few items change c
   only *candidates* are kept: items within ``delta`` (reduced cost) of another cell. ``bound[arc]`` is a lower
   bound on the keys of the cell's other items, used as the arc's cost when its heap is empty; when a shortest
   path needs such an arc, its heap is rebuilt from a scan of the cell up to a wider limit (which makes the bound
-  exact) and the search is repeated, so exactness never depends on ``delta``.
+  exact) and the search is repeated, so exactness never depends on ``delta``. At the pixel level the start also
+  lists the items within a wider ``WIDE`` of another cell; a rebuild whose limit stays within it scans the list
+  (a few hundred items) instead of every pixel.
 - An item that changes cell is pushed to the heaps of its new cell's arcs; entries of items that left a cell
   are dropped lazily when they reach the top. Items split between cells (at most a few) keep their parts in
   ``part``.
@@ -29,9 +31,25 @@ hyperbolas whose far branches rotate as b changes), so the potentials come from 
 smaller problems: a sum pyramid of the heatmap on a lattice of 2^k x 2^k blocks aligned with the square (so a
 block never straddles a boundary of the b = 0 cells), and levels made of fine blocks near the square and coarse
 blocks far away (:data:`LEVELS`). The coarsest level is solved from b = 0, each finer level starts from the
-potentials of the previous one, and the pixel level (exact costs) from those of level 1: a few dozen items
+potentials of the previous one, and the pixel level (exact costs) from those of level 0: a few dozen items
 change cell per level. Block costs are the mean cost of the block's pixels; they only steer the start. All
 block tables are translation invariant and cached per heatmap size.
+
+**What the structure does not buy** (measured on the loss's heatmap families, see
+``benchmarks/_ssp_profile.py``): no two pixel offsets of a 64x48 map have the same cost vector, even up to a
+constant (which would leave their cells equal for every b), so exact aggregation of pixels merges nothing; and
+the bound |b_i - b_j| <= |q_i - q_j| that optimal potentials satisfy leaves every pixel movable (a median of
+1600-1800 of the 3072 pixels change cell between b = 0 and the optimum, whose differences are ~0.6 px). Blocks
+certified to lie in one cell by exact per-block key bounds (an adaptive, exact refinement instead of the fixed
+levels) were exact but at best as fast and up to 1.7x slower: more SSP iterations than the fixed chain. Holding
+such certified blocks whole at the pixel level only (their mass frozen in their cell, the potentials capped by
+their key bounds) left 460-1100 pixel items per problem and was 15-25 % slower than the vectorised pass over
+all 3072 pixels. Mass-weighted block costs at the finest
+start level did not pay for their pass either. Three levels (:data:`LEVELS`) beat four by 11-23 %.
+
+**The fused loss** (:func:`solve_relu_squares`): the relu suppliers of :class:`hdm.loss.HDMLoss` are built from
+the heatmap and its softmax in the kernel's pass, and the gradient w.r.t. the heatmap is written right after the
+solve, so the loss needs no torch pass over (N, H, W) float64 copies.
 
 Notes on speed (numba): the hot loops call no helper that takes arrays (numba does not always prune the
 reference counting of such calls, and atomic reference counts cost more than a heap operation); indices that
@@ -55,14 +73,18 @@ _REASSOC = {"reassoc", "nsz"}  # fastmath flags for sums: order only
 # Limits are multiples of the next block size so that blocks of one level tile the plane exactly.
 _ALL = 1 << 20
 LEVELS = (
-    ((4, 1), (_ALL, 2)),
-    ((2, 1), (8, 2), (_ALL, 4)),
+    ((4, 1), (8, 2), (_ALL, 4)),
     ((2, 1), (4, 2), (8, 4), (_ALL, 8)),
     ((0, 1), (0, 2), (0, 4), (16, 8), (_ALL, 16)),
 )
+# For peaked maps (more than PEAKED of the mass within the 8 x 8 pixels around the square, e.g. a trained
+# network's sharp blob) the chain skips the middle level: its coarsest level resolves the blob itself.
+LEVELS_PEAKED = (LEVELS[0], ((2, 1), (4, 2), (8, 4), (16, 8), (_ALL, 16)))
+PEAKED = 0.4
 N_POOL = 5  # pyramid levels: pixels, 2x2, 4x4, 8x8, 16x16 blocks
 # Candidate width (reduced cost, heatmap px) at the pixel level and at each coarse level but the coarsest.
-DELTAS = (0.02, 0.03, 0.05, 0.1)
+DELTAS = (0.005, 0.03, 0.05)
+WIDE = 0.02  # pixel level: items within this of another cell are listed, so that most heap rebuilds scan only them
 
 
 # ---------------------------------------------------------------------------------------------- reductions
@@ -84,17 +106,18 @@ def _dot(x, y, n):
 
 @njit(cache=True, error_model="numpy", fastmath=_REASSOC)
 def _cell_masses(mass, owner, n, out):
-    """out[m] = mass of the items owned by m (M = 4 unrolled)."""
+    """out[m] = mass of the items owned by m (items without an owner have no mass). For M = 4 the loop keeps
+    three masked sums and the total (LLVM vectorises that, not four masked sums)."""
     if out.shape[0] == 4:
-        m0 = m1 = m2 = m3 = 0.0
+        m0 = m1 = m2 = total = 0.0
         for k in range(n):
             o = owner[k]
             s = mass[k]
+            total += s
             m0 += s if o == 0 else 0.0
             m1 += s if o == 1 else 0.0
             m2 += s if o == 2 else 0.0
-            m3 += s if o == 3 else 0.0
-        out[0], out[1], out[2], out[3] = m0, m1, m2, m3
+        out[0], out[1], out[2], out[3] = m0, m1, m2, total - m0 - m1 - m2
     else:
         for m in range(out.shape[0]):
             total = 0.0
@@ -147,13 +170,15 @@ def _compact(heap_key, heap_idx, arc, size, owner, part, cell):
 
 
 @njit(cache=True, error_model="numpy")
-def _rebuild(cost, n, owner, part, heap_key, heap_idx, heap_size, arc, i, j, hi):
+def _rebuild(cost, n, owner, part, heap_key, heap_idx, heap_size, arc, i, j, hi, listed, n_listed):
     """Rebuild the heap of arc (i, j) from the items of cell i with key C_j - C_i < hi; returns the smallest key
-    >= hi (the arc's new bound). Rebuilding rather than appending also drops stale entries and duplicates, and
-    picks up items whose candidate test and bound disagreed by a rounding error."""
+    >= hi (the arc's new bound). Scans items 0..n-1, or only listed[:n_listed] if n_listed >= 0. Rebuilding rather
+    than appending also drops stale entries and duplicates, and picks up items whose candidate test and bound
+    disagreed by a rounding error."""
     size = 0
     beyond = np.inf
-    for k in range(n):
+    for t in range(n if n_listed < 0 else n_listed):
+        k = t if n_listed < 0 else listed[t]
         o = owner[k]
         if o == i or (o == SPLIT and part[k, i] > 0.0):
             key = cost[j, k] - cost[i, k]
@@ -217,23 +242,27 @@ def _workspace(n_items, n_dem):
         np.empty((n_arcs, n_items + 8)),  # heap keys, one row per arc
         np.empty((n_arcs, n_items + 8), np.int64),  # heap items
         np.empty(n_arcs, np.int64),  # heap sizes
-        np.empty((2, n_arcs)),  # bound, rebuild width per arc
+        np.empty((3, n_arcs)),  # bound, rebuild width, near-list limit per arc
+        np.empty(n_items, np.int64),  # the near list: items within ``wide`` of another cell at the start
         np.empty((3, n_dem)),  # bb, excess, dist
         np.empty((6, n_dem), np.int64),  # active, pred, pred_item, path_item, path_from, path_to
     )
 
 
 @njit(cache=True, error_model="numpy")
-def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
+def _solve_items(cost, mass, n, demand, b, delta, wide, tol, ws):
     """Exact OT from items 0..n-1 (cost (M, >=n), mass (>=n,)) to M demanders, warm-started at potentials b.
 
     On return b (M,) holds optimal potentials of the active demanders (demand > tol; others are untouched) and
-    ws[0] / ws[1] the plan (owner, part). delta: start candidates' width (inf: every item is a candidate).
+    ws[0] / ws[1] the plan (owner, part). delta: start candidates' width (inf: every item is a candidate);
+    wide >= delta: items within wide of another cell at the start are listed, and heap rebuilds that stay
+    within wide scan that list instead of every item.
     """
-    owner, part, near, heap_key, heap_idx, heap_size, arc_f, small, ismall = ws
+    owner, part, near, heap_key, heap_idx, heap_size, arc_f, listed, small, ismall = ws
     n_dem = cost.shape[0]
     bound = arc_f[0]
     width = arc_f[1]
+    limit = arc_f[2]
     bb = small[0]
     excess = small[1]
     dist = small[2]
@@ -250,7 +279,8 @@ def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
         bb[m] = b[m] if active[m] else -np.inf
     if n_act > 1:  # (no early return: numba prunes reference counts only in single-exit functions)
         # Start: every item to its cheapest demander at b.
-        _assign(cost, mass, n, bb, delta, owner, near)
+        wide = max(wide, delta)
+        _assign(cost, mass, n, bb, wide, owner, near)
         _cell_masses(mass, owner, n, excess)
         for m in range(n_dem):
             excess[m] = excess[m] - demand[m] if active[m] else 0.0
@@ -259,9 +289,14 @@ def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
                 arc = i * n_dem + j
                 heap_size[arc] = 0
                 # non-candidates have C_j - C_i >= this (up to rounding, which the rebuilds absorb)
-                bound[arc] = delta + bb[j] - bb[i] if active[i] and active[j] and i != j else np.inf
+                usable = active[i] and active[j] and i != j
+                bound[arc] = delta + bb[j] - bb[i] if usable else np.inf
                 width[arc] = max(delta, 1e-3)
-        # Candidates (near > 0) to the heaps of their arcs; near is scanned 8 bytes at a time.
+                # unlisted items have C_j - C_i >= wide + bb[j] - bb[i] (a margin for rounding)
+                limit[arc] = wide + bb[j] - bb[i] - 1e-9 if usable and wide < np.inf else -np.inf
+        # Listed items (near > 0: within wide of another cell) and the candidates among them (within delta) to
+        # the heaps of their arcs; near is scanned 8 bytes at a time.
+        n_listed = 0
         words = near.view(np.uint64)
         for w in range((n + 7) // 8):
             if words[w] == 0:
@@ -269,6 +304,8 @@ def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
             for k in range(8 * w, min(8 * w + 8, n)):
                 if near[k] == 0:
                     continue
+                listed[n_listed] = k
+                n_listed += 1
                 i = owner[k]
                 ci = cost[i, k]
                 lim = ci - bb[i] + delta
@@ -363,8 +400,14 @@ def _solve_items(cost, mass, n, demand, b, delta, tol, ws):
                 # The path needs items beyond an arc's heap: rebuild it up to a wider limit, then search again
                 # (the potentials just set stay feasible: the bound was a lower bound of the true arc cost).
                 arc = rebuild_from * n_dem + node
-                bound[arc] = _rebuild(cost, n, owner, part, heap_key, heap_idx, heap_size, arc, rebuild_from, node,
-                                     bound[arc] + width[arc])
+                hi = bound[arc] + width[arc]
+                if hi <= limit[arc]:  # every item below hi is listed (items that moved were candidates)
+                    beyond = _rebuild(cost, n, owner, part, heap_key, heap_idx, heap_size, arc, rebuild_from, node,
+                                      hi, listed, n_listed)
+                    bound[arc] = min(beyond, limit[arc])
+                else:
+                    bound[arc] = _rebuild(cost, n, owner, part, heap_key, heap_idx, heap_size, arc, rebuild_from,
+                                          node, hi, listed, -1)
                 width[arc] *= 4.0
                 continue
             source = node
@@ -494,7 +537,7 @@ def _solve_dense(cost, supply, demand, a_out, b_out, value_out, n_chunks):
                     cost_t[m, n] = cost[k, n, m]
             tol = MASS_TOL * _sum(supply[k], n_pix)
             b[:] = 0.0
-            _solve_items(cost_t, supply[k], n_pix, demand[k], b, np.inf, tol, ws)
+            _solve_items(cost_t, supply[k], n_pix, demand[k], b, np.inf, np.inf, tol, ws)
             value_out[k] = _finish(cost_t, supply[k], demand[k], b, tol, a_out[k], b_out[k])
 
 
@@ -517,7 +560,7 @@ def _solve_offsets(supply, width, positions, demand, table, a_out, b_out, value_
                     cost[m, n] = table[dx * dx + dy * dy]
             tol = MASS_TOL * _sum(supply[k], n_pix)
             b[:] = 0.0
-            _solve_items(cost, supply[k], n_pix, demand[k], b, np.inf, tol, ws)
+            _solve_items(cost, supply[k], n_pix, demand[k], b, np.inf, np.inf, tol, ws)
             value_out[k] = _finish(cost, supply[k], demand[k], b, tol, a_out[k], b_out[k])
 
 
@@ -531,7 +574,8 @@ def _square_tables(height, width, table):
     Offsets are taken from the square's first corner q0 = (x0, y0); corner c sits at q0 + (c & 1, c >> 1).
     Returns
     - dist (2H-1, 2W-1): dist[dy + H-1, dx + W-1] = table[dx^2 + dy^2], the cost of any pixel offset;
-    - tiers (T, 4) int64 rows (level, first ring, end ring, pyramid level k), rings in blocks of 2^k pixels;
+    - tiers (T, 4) int64 rows (level, first ring, end ring, pyramid level k), rings in blocks of 2^k pixels
+      (:data:`LEVELS`; the last element: the same for :data:`LEVELS_PEAKED`);
     - block_cost (4, B): mean cost of each block's pixels to the 4 corners, for every block a window can hold;
     - block_range (N_POOL, 4) int64 rows (offset in block_cost, first lattice column, columns, first row).
     Block (i, j) of pyramid level k covers offsets dx in [1 + i 2^k, 1 + (i+1) 2^k) (same for dy), so no block
@@ -556,15 +600,18 @@ def _square_tables(height, width, table):
             costs.append(np.stack([np.bincount(flat, pix_cost[c].ravel(), size) / count for c in range(4)]))
             block_range[k] = (offset, col.min(), n_cols, row.min())
             offset += size
-        tiers = []
-        for level, spec in enumerate(LEVELS):
-            start = 0
-            for end, size in spec:
-                assert start % size == 0 and (end % size == 0 or end == _ALL), "tiers must tile the plane"
-                if end > start:
-                    tiers.append((level, start // size, end // size, size.bit_length() - 1))
-                start = end
-        _TABLES[key] = (dist, np.array(tiers, np.int64), np.ascontiguousarray(np.concatenate(costs, 1)), block_range)
+        chains = []
+        for levels in (LEVELS, LEVELS_PEAKED):
+            tiers = []
+            for level, spec in enumerate(levels):
+                start = 0
+                for end, size in spec:
+                    assert start % size == 0 and (end % size == 0 or end == _ALL), "tiers must tile the plane"
+                    if end > start:
+                        tiers.append((level, start // size, end // size, size.bit_length() - 1))
+                    start = end
+            chains.append(np.array(tiers, np.int64))
+        _TABLES[key] = (dist, chains[0], np.ascontiguousarray(np.concatenate(costs, 1)), block_range, chains[1])
     return _TABLES[key]
 
 
@@ -634,8 +681,8 @@ def _level_items(level, tiers, block_cost, block_range, pyramid, lattice, items_
 
 
 @njit(cache=True, error_model="numpy")
-def _solve_square(supply, height, width, x0, y0, demand, dist, tiers, block_cost, block_range, a_out, b_out, cost,
-                  pyramid, lattice, items_mass, items_cost, b, ws):
+def _solve_square(supply, height, width, x0, y0, demand, dist, tiers, block_cost, block_range, tiers_peaked, a_out,
+                  b_out, cost, pyramid, lattice, items_mass, items_cost, b, ws):
     """One unit-square problem (corner q0 = (x0, y0)): multilevel start, exact pixel level; returns the value."""
     n_pix = height * width
     tol = MASS_TOL * max(_sum(supply, n_pix), 1e-300)
@@ -646,18 +693,24 @@ def _solve_square(supply, height, width, x0, y0, demand, dist, tiers, block_cost
         b[c] = 0.0
     if n_act > 1:
         _pyramid(supply, height, width, x0, y0, pyramid, lattice)
+        near = 0.0  # mass of the 4 blocks of 4 x 4 pixels around the square
+        for j in range(-1, 1):
+            for i in range(-1, 1):
+                near += pyramid[2, j - lattice[2, 2] + 1, i - lattice[2, 0] + 1]
+        if near > PEAKED * tol / MASS_TOL:
+            tiers = tiers_peaked
         n_levels = tiers[-1, 0] + 1
         for level in range(n_levels - 1, -1, -1):  # coarsest from b = 0, then each from the previous one
             n = _level_items(level, tiers, block_cost, block_range, pyramid, lattice, items_mass, items_cost)
             delta = DELTAS[level + 1] if level < n_levels - 1 else np.inf
-            _solve_items(items_cost, items_mass, n, demand, b, delta, tol, ws)
-        _solve_items(cost, supply, n_pix, demand, b, DELTAS[0], tol, ws)
+            _solve_items(items_cost, items_mass, n, demand, b, delta, delta, tol, ws)
+        _solve_items(cost, supply, n_pix, demand, b, DELTAS[0], WIDE, tol, ws)
     return _finish(cost, supply, demand, b, tol, a_out, b_out)
 
 
 @njit(cache=True, parallel=True)
-def _solve_squares(supply, height, width, corner, demand, dist, tiers, block_cost, block_range, a_out, b_out,
-                   value_out, n_chunks):
+def _solve_squares(supply, height, width, corner, demand, dist, tiers, block_cost, block_range, tiers_peaked, a_out,
+                   b_out, value_out, n_chunks):
     """Batch of unit-square problems: corner (N, 2) int64 (x0, y0), demand (N, 4) in corner order."""
     n_problems, n_pix = supply.shape
     for c in prange(n_chunks):
@@ -671,8 +724,91 @@ def _solve_squares(supply, height, width, corner, demand, dist, tiers, block_cos
         lo, hi = _chunk(n_problems, n_chunks, c)
         for k in range(lo, hi):
             value_out[k] = _solve_square(supply[k], height, width, corner[k, 0], corner[k, 1], demand[k], dist, tiers,
-                                         block_cost, block_range, a_out[k], b_out[k], cost, pyramid, lattice,
-                                         items_mass, items_cost, b, ws)
+                                         block_cost, block_range, tiers_peaked, a_out[k], b_out[k], cost, pyramid,
+                                         lattice, items_mass, items_cost, b, ws)
+
+
+# ---------------------------------------------------------------------------------------------- the fused loss
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
+def _relu_supply(heat, sigma, eps, n_pix, supply):
+    """supply = (relu(h) + eps * sigma) / (sum relu(h) + eps) in float64 (the relu suppliers of hdm.loss);
+    returns (sum relu(h) + eps, sum |h|) -- the latter is finite iff every h is."""
+    positive = 0.0
+    size = 0.0
+    for p in range(n_pix):
+        v = np.float64(heat[p])
+        positive += max(v, 0.0)
+        size += abs(v)
+    mass = positive + eps
+    for p in range(n_pix):
+        supply[p] = (max(np.float64(heat[p]), 0.0) + eps * np.float64(sigma[p])) / mass
+    return mass, size
+
+
+@njit(cache=True, error_model="numpy", fastmath=_REASSOC)
+def _relu_gradient(heat, sigma, eps, mass, supply, a, n_pix, grad):
+    """Gradient of <a, supply> w.r.t. the heatmap h through the relu suppliers (a: the OT potential):
+    grad_j = [1{h_j > 0} (a_j - <a, S>) + eps sigma_j (a_j - <a, sigma>)] / (sum relu(h) + eps)."""
+    a_s = 0.0
+    a_sigma = 0.0
+    for p in range(n_pix):
+        a_s += a[p] * supply[p]
+        a_sigma += a[p] * np.float64(sigma[p])
+    for p in range(n_pix):
+        on = 1.0 if heat[p] > 0 else 0.0
+        grad[p] = (on * (a[p] - a_s) + eps * np.float64(sigma[p]) * (a[p] - a_sigma)) / mass
+
+
+@njit(cache=True, parallel=True)
+def _solve_relu_squares(heat, sigma, eps, rows, height, width, corner, demand, dist, tiers, block_cost, block_range,
+                        tiers_peaked, value_out, b_out, grad_out, size_out, n_chunks):
+    n_problems = rows.shape[0]
+    n_pix = height * width
+    for c in prange(n_chunks):
+        supply = np.empty(n_pix)
+        a = np.empty(n_pix)
+        cost = np.empty((4, n_pix))
+        pyramid = np.empty((N_POOL, height + 2, width + 2))
+        lattice = np.empty((N_POOL, 4), np.int64)
+        items_mass = np.empty(n_pix)
+        items_cost = np.empty((4, n_pix))
+        b = np.empty(4)
+        d = np.empty(4)
+        ws = _workspace(n_pix, 4)
+        lo, hi = _chunk(n_problems, n_chunks, c)
+        for k in range(lo, hi):
+            r = rows[k]
+            mass, size = _relu_supply(heat[r], sigma[r], eps, n_pix, supply)
+            size_out[k] = size
+            if not np.isfinite(size):
+                continue  # reported by the caller
+            total_s = _sum(supply, n_pix)
+            total_d = demand[k, 0] + demand[k, 1] + demand[k, 2] + demand[k, 3]
+            for m in range(4):
+                d[m] = demand[k, m] * (total_s / total_d) if total_d > 0 else demand[k, m]
+            value_out[k] = _solve_square(supply, height, width, corner[k, 0], corner[k, 1], d, dist, tiers, block_cost,
+                                         block_range, tiers_peaked, a, b_out[k], cost, pyramid, lattice, items_mass,
+                                         items_cost, b, ws)
+            if grad_out.shape[0] > 0:
+                _relu_gradient(heat[r], sigma[r], eps, mass, supply, a, n_pix, grad_out[k])
+
+
+def solve_relu_squares(heat, sigma, eps, rows, width, corner, demand, table, value_out, b_out, grad_out, n_chunks):
+    """The exact loss of :class:`hdm.loss.HDMLoss` with relu suppliers, fused: for each problem k (heatmap row
+    ``rows[k]`` of heat (R, P), float32 or float64, P = H*W row-major; sigma (R, P) its softmax), the suppliers
+    S = (relu(h) + eps sigma) / (sum relu(h) + eps), the exact OT from S to the 4 corners of the unit square at
+    corner[k] (x0, y0) with masses demand[k] (rescaled to S's total), and the gradient of the value w.r.t. h.
+
+    Writes value_out (N,), b_out (N, 4) and grad_out (N, P) (heat's dtype; give it 0 rows to skip the gradient);
+    returns the rows whose heatmap has NaN or inf (nothing is solved for them).
+    """
+    n_pix = heat.shape[1]
+    height = n_pix // width
+    tables = _square_tables(height, width, table)
+    size = np.empty(rows.shape[0])
+    _solve_relu_squares(heat, sigma, eps, rows, height, width, corner, demand, *tables, value_out, b_out, grad_out,
+                        size, max(1, min(n_chunks, rows.shape[0])))
+    return rows[~np.isfinite(size)]
 
 
 _SQUARE = np.array([[0, 0], [1, 0], [0, 1], [1, 1]])

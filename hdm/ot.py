@@ -21,9 +21,12 @@ Solvers:
   demanders on pixels; the cost is never materialised beyond one problem's (P, M) scratch.
 - :func:`sinkhorn` — entropic OT in the log domain (torch, any device), regularisation ``eps`` in cost units.
 
-All take torch tensors on any device and in float32 or float64, solve in float64 (exact solvers on the CPU)
-and return results on the input's device and dtype. ``value`` carries autograd: its gradient w.r.t. the
-supply is ``a`` and w.r.t. the demand is ``b``.
+All take torch tensors on any device, solve in float64 (exact solvers on the CPU) and return results on the
+input's device and in the supply's dtype. ``value`` carries autograd: its gradient w.r.t. the supply is ``a``
+and w.r.t. the demand is ``b``. Masses (supply, demand) must be floating point: integer or bool masses are
+refused with a ValueError (results take the supply's dtype, so they would come back truncated); convert them
+with ``.double()``. Half-precision masses (float16, bfloat16) are accepted, with a balance tolerance of their
+rounding error (``torch.finfo(dtype).eps`` relative) instead of ``BALANCE_RTOL``; costs may have any real dtype.
 """
 
 from __future__ import annotations
@@ -46,14 +49,31 @@ def _check_finite(name: str, array: np.ndarray) -> None:
         raise ValueError(f"{name} contains NaN or inf; OT needs finite, non-negative masses and costs")
 
 
-def _check_masses(supply: np.ndarray, demand: np.ndarray) -> None:
-    """Checks on the float64 copies (numpy: cheaper than torch's threaded reductions on small batches)."""
+def _check_mass_dtypes(supply: torch.Tensor, demand: torch.Tensor) -> float:
+    """Masses must be floating point; returns the relative balance tolerance for their dtypes."""
     for name, mass in (("supply", supply), ("demand", demand)):
-        _check_finite(name, mass)
-        if mass.size and mass.min() < 0:
-            raise ValueError(f"{name} has negative entries (min {mass.min():.3g}); masses must be >= 0")
-    total_s, total_d = supply.sum(-1), demand.sum(-1)
-    if not np.allclose(total_s, total_d, rtol=BALANCE_RTOL, atol=1e-12):
+        if not mass.dtype.is_floating_point:
+            raise ValueError(
+                f"{name} has dtype {mass.dtype}; masses must be floating point (results take the supply's dtype, "
+                f"integer masses would be truncated): pass {name}.double()"
+            )
+    return max(BALANCE_RTOL, torch.finfo(supply.dtype).eps, torch.finfo(demand.dtype).eps)
+
+
+def _check_masses(supply: np.ndarray, demand: np.ndarray, rtol: float = BALANCE_RTOL) -> None:
+    """Checks on the float64 copies (numpy: cheaper than torch's threaded reductions on small batches). Two
+    passes per array: a NaN makes the minimum NaN, -inf makes it -inf and +inf makes the row sums inf, so the
+    exact isfinite pass only runs when one of them says so (or a sum overflowed)."""
+    totals = {}
+    for name, mass in (("supply", supply), ("demand", demand)):
+        low = mass.min() if mass.size else 0.0
+        totals[name] = mass.sum(-1)
+        if not (np.isfinite(low) and np.isfinite(totals[name]).all()):
+            _check_finite(name, mass)
+        if low < 0:
+            raise ValueError(f"{name} has negative entries (min {low:.3g}); masses must be >= 0")
+    total_s, total_d = totals["supply"], totals["demand"]
+    if not np.allclose(total_s, total_d, rtol=rtol, atol=1e-12):
         worst = int(np.abs(total_s - total_d).argmax())
         raise ValueError(
             f"unbalanced problem {worst}: supply sums to {total_s[worst]:.8g}, demand to "
@@ -77,7 +97,7 @@ def _as_numpy64(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _balanced_demand(supply: np.ndarray, demand: np.ndarray) -> np.ndarray:
-    """Rescale demand rows to the exact supply totals (they already agree to BALANCE_RTOL)."""
+    """Rescale demand rows to the exact supply totals (they already agree to the balance tolerance)."""
     total_d = demand.sum(-1, keepdims=True)
     scale = np.divide(supply.sum(-1, keepdims=True), total_d, out=np.ones_like(total_d), where=total_d > 0)
     return demand * scale
@@ -110,8 +130,9 @@ def emd(supply: torch.Tensor, demand: torch.Tensor, cost: torch.Tensor):
     """Exact EMD for a batch of problems with a small number of demanders.
 
     Args:
-        supply: (N, P) masses >= 0. demand: (N, M) masses >= 0 with the same totals (to 1e-4 relative; the
-            demand is rescaled to the supply's total). cost: (N, P, M) finite costs.
+        supply: (N, P) masses >= 0. demand: (N, M) masses >= 0 with the same totals (to 1e-4 relative, or the
+            dtype's eps for half precision; the demand is rescaled to the supply's total). Both floating point
+            (integer masses raise ValueError). cost: (N, P, M) finite costs, any real dtype.
     Returns:
         value (N,), a (N, P), b (N, M), on the device and dtype of ``supply``; ``value`` is differentiable
         w.r.t. supply (gradient a) and demand (gradient b). Dual feasibility a_n + b_m <= C_nm holds
@@ -129,8 +150,9 @@ def emd(supply: torch.Tensor, demand: torch.Tensor, cost: torch.Tensor):
             " must be (N, P), (N, M), (N, P, M)"
         )
     _same_device(supply=supply, demand=demand, cost=cost)
+    rtol = _check_mass_dtypes(supply, demand)
     s_np, d_np, c_np = _as_numpy64(supply), _as_numpy64(demand), _as_numpy64(cost)
-    _check_masses(s_np, d_np)
+    _check_masses(s_np, d_np, rtol)
     _check_finite("cost", c_np)
     d_np = _balanced_demand(s_np, d_np)
     n_problems, n_pix = s_np.shape
@@ -188,7 +210,8 @@ def emd_grid(supply: torch.Tensor, positions: torch.Tensor, demand: torch.Tensor
 
     Args:
         supply: (N, H, W) masses >= 0 (a normalised heatmap per problem). positions: (N, M, 2) int64 demander
-            pixels (x, y), inside the heatmap. demand: (N, M) masses with the supply's totals.
+            pixels (x, y), inside the heatmap. demand: (N, M) masses with the supply's totals. Masses floating
+            point (integer masses raise ValueError, see :func:`emd`).
         cost: "euclidean" (L2 distance in heatmap px, the paper's choice) or "sqeuclidean".
     Returns:
         value (N,), a (N, H, W), b (N, M) like :func:`emd` (value differentiable w.r.t. supply and demand).
@@ -199,8 +222,9 @@ def emd_grid(supply: torch.Tensor, positions: torch.Tensor, demand: torch.Tensor
     n_problems, height, width = supply.shape
     flat = supply.reshape(n_problems, height * width)
     _same_device(supply=supply, positions=positions, demand=demand)
+    rtol = _check_mass_dtypes(supply, demand)
     s_np, d_np = _as_numpy64(flat), _as_numpy64(demand)
-    _check_masses(s_np, d_np)
+    _check_masses(s_np, d_np, rtol)
     d_np = _balanced_demand(s_np, d_np)
     pos_np = np.ascontiguousarray(positions.detach().cpu().numpy().astype(np.int64))
     table = _offset_cost_table((height - 1) ** 2 + (width - 1) ** 2, cost)
@@ -247,7 +271,7 @@ def sinkhorn(
             f"{tuple(demand.shape)}, {tuple(cost.shape)}"
         )
     _same_device(supply=supply, demand=demand, cost=cost)
-    _check_masses(_as_numpy64(supply), _as_numpy64(demand))
+    _check_masses(_as_numpy64(supply), _as_numpy64(demand), _check_mass_dtypes(supply, demand))
     if not torch.isfinite(cost).all():
         raise ValueError("cost contains NaN or inf; OT needs finite costs")
     work = torch.float64

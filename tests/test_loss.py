@@ -175,3 +175,51 @@ def test_heatmap_mse_is_half_mean_squared_error_weighted_per_joint():
     assert HeatmapMSELoss()(pred, target, weight).item() == pytest.approx(expected)
     unweighted = 0.5 * ((pred - target) ** 2).mean().item()
     assert HeatmapMSELoss(use_target_weight=False)(pred, target, weight).item() == pytest.approx(unweighted)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_exact_loss_equals_suppliers_then_emd_grid(dtype):
+    """The default configuration runs fused (suppliers, OT and gradient in one compiled pass); it must equal the
+    composition of the public pieces, value and gradient, masked joints included."""
+    rng = np.random.default_rng(15)
+    pred, joints, weight = _batch(rng, b=4, k=5, height=12, width=9)
+    pred = (pred + 0.3).to(dtype)  # some maps all positive, most mixed
+    pred[0, 0] = -1.0  # an all-negative map: the softmax guard carries the loss
+    joints[1, 1] = torch.tensor([0.0, 11.0])  # a corner: zero bilinear weights
+    weight[0, 0] = 1.0
+    fused = pred.clone().requires_grad_(True)
+    HDMLoss()(fused, joints.to(dtype), weight.to(dtype)).backward()
+
+    composed = pred.clone().requires_grad_(True)
+    used = weight > 0
+    supply = suppliers(composed[used])
+    positions, masses = demanders(joints[used].unsqueeze(0).to(dtype), (12, 9))
+    value, _, _ = ot.emd_grid(supply, positions[0], masses[0].to(dtype))
+    (value * weight[used].to(dtype)).sum().div(4).backward()
+
+    expected = HDMLoss(reduction="none")(pred, joints.to(dtype), weight.to(dtype))[used]
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(expected, value.detach(), atol=tol, rtol=tol)
+    torch.testing.assert_close(fused.grad, composed.grad, atol=tol, rtol=tol)
+    assert (fused.grad[~used] == 0).all()
+
+
+def test_fused_exact_loss_reports_non_finite_maps_used_or_not():
+    pred = torch.rand(2, 3, 6, 5)
+    joints, weight = torch.rand(2, 3, 2) * 4, torch.ones(2, 3)
+    weight[1, 2] = 0.0
+    for b, k in ((0, 1), (1, 2)):  # a used joint (checked by the kernel) and a masked one (checked in torch)
+        broken = pred.clone()
+        broken[b, k, 2, 3] = float("inf")
+        with pytest.raises(ValueError, match="pred_heatmaps contains NaN or inf"):
+            HDMLoss()(broken, joints, weight)
+
+
+def test_fused_exact_loss_without_gradient_gives_the_same_values():
+    rng = np.random.default_rng(16)
+    pred, joints, weight = _batch(rng)
+    with_grad = HDMLoss(reduction="none")(pred.clone().requires_grad_(True), joints, weight)
+    with torch.no_grad():
+        without = HDMLoss(reduction="none")(pred.clone().requires_grad_(True), joints, weight)
+    assert without.grad_fn is None
+    torch.testing.assert_close(without, with_grad.detach(), atol=0, rtol=0)
