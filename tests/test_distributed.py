@@ -167,7 +167,9 @@ def test_torchrun_runs_the_engine_with_two_processes(tmp_path, monkeypatch):
     assert [p.name for p in ddp_root.iterdir()] == [solo.dir.name]  # world size is not part of the identity
     ddp = runs.Run(ddp_root / solo.dir.name)
     assert ddp.done and ddp.provenance["sessions"][0]["world_size"] == WORLD
-    assert not any(p.name.startswith(".") for p in ddp.dir.iterdir())  # no lock or temporary file left
+    assert not any(".tmp-" in p.name for p in ddp.dir.iterdir())  # no temporary file left
+    with runs.RunLock(ddp.dir):  # and the lock is free
+        pass
     ma, mb = solo.metrics, ddp.metrics
     assert list(ma.columns) == list(mb.columns) and mb["epoch"].tolist() == [1, 2]
     assert math.isclose(mb["train_loss"].iloc[0], ma["train_loss"].iloc[0], rel_tol=1e-3)
