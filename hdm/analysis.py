@@ -599,15 +599,21 @@ def paired_difference(final: pd.DataFrame, metrics: list[str], ours: str = "hdm"
 DYNAMICS_COLUMNS = ("supplier_mass", "dead_share", "head_grad", "train_loss", "val_hdm")
 
 
+def dynamics_suppliers(scale: str) -> list[str]:
+    """The supplier activations the dynamics notebook compares at ``scale``: relu (the paper's) and softplus at the
+    default scale (its 20-minute budget), relu, softplus and softmax elsewhere."""
+    return ["relu", "softplus"] if scale == "default" else ["relu", "softplus", "softmax"]
+
+
 def dynamics_sweep(scale: str) -> tuple[list[str], list[str]]:
     """(sweep, entropic) variants of the dynamics notebook at ``scale``: what the main paper would have fixed and
     we cannot read (learning rate, head initialisation, warm-up) with relu suppliers, and the entropic solver
-    beside the exact one over the same few epochs. The default scale tries one lower learning rate only (its
-    20-minute budget); smoke and long sweep everything."""
+    beside the exact one over the same few epochs. The default scale sweeps nothing (its 20-minute budget);
+    smoke and long sweep everything."""
     lrs = ["hdm+lr:3e-4", "hdm+lr:1e-4"]
     rest = ["hdm+head_init_std:0.01", "hdm+warmup_steps:500"]
     if scale == "default":
-        return lrs[:1], []
+        return [], []
     if scale == "smoke":
         return lrs + rest, ["hdm_sinkhorn", "hdm"]
     return lrs + rest, ["hdm_sinkhorn+epochs:2+max_train_samples:2000", "hdm+epochs:2+max_train_samples:2000"]

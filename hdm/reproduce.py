@@ -61,6 +61,8 @@ def run_notebook(name: str, scale: str = "default", parameters: dict | None = No
             cwd=str(REPO_ROOT),
             kernel_name="python3",
             progress_bar=False,
+            # the kernel's own log: errors only (not its "running over TCP without encryption" warning on loopback)
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     return output
 

@@ -29,7 +29,7 @@
 scale = "default"      # smoke | default | long | paper
 seeds = [0]            # seeds of every run here
 dataset = None         # None: synthetic (smoke, default, long) or coco (paper)
-suppliers = ["relu", "softplus", "softmax"]
+suppliers = None       # e.g. ["relu", "softplus", "softmax"]; None: analysis.dynamics_suppliers(scale)
 sweep = None           # relu variants, method+key:value; None: analysis.dynamics_sweep(scale)
 entropic = None        # [entropic variant, its exact counterpart]; None: analysis.dynamics_sweep(scale)
 
@@ -38,7 +38,7 @@ entropic = None        # [entropic variant, its exact counterpart]; None: analys
 from hdm.config import check_parameters
 
 check_parameters(scale=scale, seeds=seeds, dataset=dataset)
-check_parameters(variants=[f"hdm+supplier:{s}" for s in suppliers] + list(sweep or []) + list(entropic or []))
+check_parameters(variants=[f"hdm+supplier:{s}" for s in suppliers or []] + list(sweep or []) + list(entropic or []))
 
 # %%
 # %matplotlib inline
@@ -50,6 +50,7 @@ from hdm.config import variant_preset
 from hdm.engine import train
 
 # %%
+suppliers = analysis.dynamics_suppliers(scale) if suppliers is None else suppliers
 default_sweep, default_entropic = analysis.dynamics_sweep(scale)
 sweep = default_sweep if sweep is None else sweep
 entropic = default_entropic if entropic is None else entropic
@@ -69,10 +70,11 @@ fig = plots.dynamics_figure(per_epoch[per_epoch["variant"].isin(order[: len(supp
                             hue_order=order[: len(suppliers)], log_columns=("supplier_mass", "head_grad"))
 plots.save_figure(fig, f"hdm_dynamics_suppliers_{scale}")
 plt.show()
-fig = plots.dynamics_figure(per_epoch[per_epoch["variant"].isin(["hdm"] + sweep)], columns, hue_order=["hdm"] + sweep,
-                            log_columns=("supplier_mass", "head_grad"))
-plots.save_figure(fig, f"hdm_dynamics_sweep_{scale}")
-plt.show()
+if sweep:
+    fig = plots.dynamics_figure(per_epoch[per_epoch["variant"].isin(["hdm"] + sweep)], columns,
+                                hue_order=["hdm"] + sweep, log_columns=("supplier_mass", "head_grad"))
+    plots.save_figure(fig, f"hdm_dynamics_sweep_{scale}")
+    plt.show()
 
 # %%
 final = analysis.final_epoch_table({k: r.metrics for k, r in runs.items()},
