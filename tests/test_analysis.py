@@ -326,6 +326,8 @@ def test_fig1_and_fig3_readings_follow_the_numbers():
 
     assert "**do** concentrate" in analysis.fig3_reading(split(0.2, 0.5), 0.05)
     assert "**do not** concentrate" in analysis.fig3_reading(split(0.2, 0.2), 0.05)
+    assert "**do not** concentrate" in analysis.fig3_reading(split(0.2, 0.22), 0.05)  # 1.1x: what chance gives
+    assert "**do** concentrate" in analysis.fig3_reading(split(0.2, 0.25), 0.05)  # 1.25x
     assert "**cannot be tested**" in analysis.fig3_reading(split(0.2, 0.5).query("visibility == 'visible'"), 0.05)
 
 
