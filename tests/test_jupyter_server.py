@@ -11,36 +11,19 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from loopback_server import free_port, request, shut_down
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "theorem1.ipynb"
-
-
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never through a proxy
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _request(url: str, method: str = "GET", body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with _DIRECT.open(req, timeout=30) as response:
-        text = response.read()
-    return json.loads(text) if text else {}
 
 
 def _message(code: str, session: str) -> dict:
@@ -86,7 +69,7 @@ async def _run_cells(ws_url: str, cells: list[str], timeout_s: float) -> list[st
 def test_a_notebook_runs_through_a_jupyter_server_on_loopback(tmp_path):
     if not NOTEBOOK.exists():
         pytest.skip(f"{NOTEBOOK.name} not written yet")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "HDM_RESULTS": str(tmp_path / "results"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "server", "--no-browser", f"--ServerApp.port={port}",
@@ -98,13 +81,13 @@ def test_a_notebook_runs_through_a_jupyter_server_on_loopback(tmp_path):
     try:
         for _ in range(120):
             try:
-                _request(f"{base}/api/status?token={token}")
+                request(f"{base}/api/status?token={token}")
                 break
             except OSError:
                 time.sleep(0.5)
         else:
             pytest.fail("jupyter server did not start on loopback")
-        kernel = _request(f"{base}/api/kernels?token={token}", "POST", {"name": "python3"})
+        kernel = request(f"{base}/api/kernels?token={token}", "POST", {"name": "python3"})
         notebook = nbformat.read(NOTEBOOK, as_version=4)
         cells = ["scale = 'smoke'"]  # papermill-style parameter injection, after the parameters cell
         for cell in notebook.cells:
@@ -115,14 +98,7 @@ def test_a_notebook_runs_through_a_jupyter_server_on_loopback(tmp_path):
         ws_url = f"ws://127.0.0.1:{port}/api/kernels/{kernel['id']}/channels?token={token}"
         errors = asyncio.run(_run_cells(ws_url, cells, timeout_s=300))
         assert errors == []
-        _request(f"{base}/api/kernels/{kernel['id']}?token={token}", "DELETE")
+        request(f"{base}/api/kernels/{kernel['id']}?token={token}", "DELETE")
     finally:
-        try:
-            _request(f"{base}/api/shutdown?token={token}", "POST")
-        except OSError:
-            pass
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        shut_down(server, base, token)
     assert server.returncode is not None

@@ -11,23 +11,22 @@ functions (logic lives in ``hdm.analysis`` / ``hdm.plots``, where it is unit-tes
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 import secrets
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pandas as pd
 import pytest
+
+from loopback_server import free_port, request, shut_down
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -110,17 +109,6 @@ def test_notebook_cells_only_call_plot_and_display(name):
 # ---------------------------------------------------------------------------------------------------------
 # `make lab`: saving a notebook in JupyterLab writes both files of the pair
 
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never through a proxy
-
-
-def _request(url: str, method: str = "GET", body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with _DIRECT.open(req, timeout=60) as response:
-        text = response.read()
-    return json.loads(text) if text else {}
-
-
 def _make_lab_options() -> list[str]:
     """The options the Makefile's `lab` recipe passes to `jupyter lab`."""
     recipe = re.search(r"^lab:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
@@ -136,9 +124,7 @@ def test_make_lab_pairs_notebooks_through_jupytext():
 def test_saving_through_the_lab_server_updates_both_files_of_the_pair(tmp_path):
     for path in NOTEBOOK_DIR.glob("fig1.*"):
         shutil.copy(path, tmp_path / path.name)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     token = secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / ".runtime"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / ".workspaces")}
@@ -151,7 +137,7 @@ def test_saving_through_the_lab_server_updates_both_files_of_the_pair(tmp_path):
     try:
         for _ in range(240):
             try:
-                model = _request(api)
+                model = request(api)
                 break
             except OSError:
                 time.sleep(0.5)
@@ -162,7 +148,7 @@ def test_saving_through_the_lab_server_updates_both_files_of_the_pair(tmp_path):
         notebook["cells"][-1]["source"] += "\nprint('edited in Lab')"
         notebook["cells"].append({"cell_type": "markdown", "id": "added-in-lab", "metadata": {},
                                   "source": "A note added in Lab."})
-        _request(api, "PUT", {"type": "notebook", "format": "json", "content": notebook})
+        request(api, "PUT", {"type": "notebook", "format": "json", "content": notebook})
         py = (tmp_path / "fig1.py").read_text()
         assert "print('edited in Lab')" in py and "# A note added in Lab." in py
         assert _cells(tmp_path / "fig1.py") == _cells(tmp_path / "fig1.ipynb")
@@ -170,18 +156,10 @@ def test_saving_through_the_lab_server_updates_both_files_of_the_pair(tmp_path):
         (tmp_path / "fig1.py").write_text(py.replace("n_picks = 4", "n_picks = 5"))
         later = time.time() + 10
         os.utime(tmp_path / "fig1.py", (later, later))
-        sources = [cell["source"] for cell in _request(api)["content"]["cells"]]
+        sources = [cell["source"] for cell in request(api)["content"]["cells"]]
         assert any("n_picks = 5" in source for source in sources)
     finally:
-        try:
-            _request(f"http://127.0.0.1:{port}/api/shutdown?token={token}", "POST")
-        except OSError:
-            pass
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        shut_down(server, f"http://127.0.0.1:{port}", token)
 
 
 @pytest.fixture(scope="module")
