@@ -627,6 +627,24 @@ def dynamics_sweep(scale: str) -> tuple[list[str], list[str]]:
     return lrs + rest, ["hdm_sinkhorn+epochs:2+max_train_samples:2000", "hdm+epochs:2+max_train_samples:2000"]
 
 
+def dynamics_screen_epochs(scale: str, screen_epochs: int | str | None = "auto") -> int | None:
+    """Epochs of every run of the dynamics notebook at ``scale``, from its ``screen_epochs`` parameter: an
+    integer >= 1 as it is, ``None`` for the scale's own schedule, ``"auto"`` for ``None`` except at the long scale,
+    where 5 of its 20 epochs (all at the initial learning rate) rank the settings within its budget; Table 1 then
+    trains the pick on the full schedule."""
+    if screen_epochs == "auto":
+        return 5 if scale == "long" else None
+    if screen_epochs is None or (isinstance(screen_epochs, int) and not isinstance(screen_epochs, bool)
+                                 and screen_epochs >= 1):  # fmt: skip
+        return screen_epochs
+    raise ValueError(f'notebook parameter screen_epochs={screen_epochs!r}: expected None, "auto" or an integer >= 1')
+
+
+def screened(variant: str, epochs: int | None) -> str:
+    """``variant`` trained for ``epochs`` (a screening run), or as it is for ``None``."""
+    return variant if epochs is None else f"{variant}+epochs:{epochs}"
+
+
 def sweep_summary(final: pd.DataFrame, accuracy: str, key: str = "variant") -> pd.DataFrame:
     """Seed means of the final epoch per variant, best ``accuracy`` first, with a ``supplier`` column (relu
     unless the variant sets another) so that the faithful (relu) settings can be told apart."""

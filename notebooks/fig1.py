@@ -23,7 +23,7 @@
 # reference). Picks are drawn at random (seeded) among visible joints unless given.
 
 # %% tags=["parameters"]
-scale = "default"   # smoke | default | paper
+scale = "default"   # smoke | default | long | paper
 seed = 0            # training seed of both models
 ours_model = "hdm"   # a method or a variant, e.g. "hdm+supplier:softplus"
 picks = None        # list of [dataset index, joint index]; None: random visible joints

@@ -26,9 +26,9 @@
 # did not rise, per seed, with mean ± std.
 
 # %% tags=["parameters"]
-scale = "default"      # smoke | default | paper
+scale = "default"      # smoke | default | long | paper
 seeds = [0, 1, 2]
-dataset = None         # None: synthetic (smoke, default) or mpii (paper, as in the supplementary)
+dataset = None         # None: synthetic (smoke, default, long) or mpii (paper, as in the supplementary)
 first_epoch = 2        # the supplementary plots epochs 2..15
 accuracy = None        # a metrics.csv column; None: PCKh on MPII (as the paper), else box PCK (AP stays ~0 in short runs)
 variants = ["hdm+supplier:softplus"]  # extra models, method+key:value, trained with variant_seeds

@@ -23,7 +23,7 @@
 # error distributions for visible and occluded joints, and draw the worst joints like Fig. 1.
 
 # %% tags=["parameters"]
-scale = "default"   # smoke | default | paper
+scale = "default"   # smoke | default | long | paper
 seed = 0
 ours_model = "hdm"   # a method or a variant, e.g. "hdm+supplier:softplus"
 n_worst = 4

@@ -24,9 +24,9 @@
 # then the ablations: naive vs. sub-pixel demanders, exact vs. entropic solver, and each decoder on each model.
 
 # %% tags=["parameters"]
-scale = "default"      # smoke | default | paper
+scale = "default"      # smoke | default | long | paper
 seeds = [0, 1, 2]
-dataset = None         # None: synthetic (smoke, default) or coco (paper)
+dataset = None         # None: synthetic (smoke, default, long) or coco (paper)
 ablation_seeds = [0]   # seeds for the ablation runs
 # methods or variants method+key:value; add "hdm_sinkhorn" for the entropic solver (slow on CPUs: see README), or
 # e.g. "hdm+init_from:gaussian+epochs:5+lr:1e-4" to fine-tune the Gaussian run with our loss.

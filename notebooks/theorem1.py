@@ -23,7 +23,7 @@
 # (Gaussians centred on the exact sub-pixel joint rather than on its rounded pixel).
 
 # %% tags=["parameters"]
-scale = "default"   # smoke | default | paper
+scale = "default"   # smoke | default | long | paper
 seed = 0
 sigma = 2.0          # heatmap px
 n_samples = 64       # validation samples whose predictions enter the numeric check

@@ -383,6 +383,21 @@ def test_the_best_relu_setting_is_chosen_among_faithful_full_runs_only(tmp_path)
     assert analysis.our_setting("hdm+lr:1e-4", path) == "hdm+lr:1e-4"
 
 
+def test_the_long_scale_screens_its_dynamics_runs_and_table1_trains_the_pick_in_full():
+    from hdm.config import variant_preset
+
+    assert analysis.dynamics_screen_epochs("long") == 5
+    assert analysis.dynamics_screen_epochs("default") is None and analysis.dynamics_screen_epochs("smoke") is None
+    assert analysis.dynamics_screen_epochs("long", None) is None and analysis.dynamics_screen_epochs("smoke", 3) == 3
+    for bad in (0, -1, True, 2.5, "five"):
+        with pytest.raises(ValueError, match="screen_epochs"):
+            analysis.dynamics_screen_epochs("long", bad)
+    screen = variant_preset("long", analysis.screened("hdm+lr:3e-4", 5))
+    full = variant_preset("long", analysis.screened("hdm+lr:3e-4", None))
+    assert (screen.epochs, screen.lr) == (5, 3e-4) and (full.epochs, full.lr) == (20, 3e-4)
+    assert screen.replace(epochs=20) == full  # a screen differs from the full run in its length only
+
+
 def test_dynamics_reading_states_what_the_numbers_say():
     epochs = []
     for variant, dead, acc in (("hdm", 0.8, 0.2), ("hdm+supplier:softplus", 0.3, 0.5)):
