@@ -340,6 +340,35 @@ def stack_joint_errors(predictions: dict, key_names: tuple[str, ...] = ("method"
     return pd.concat(frames, ignore_index=True)
 
 
+def miss_breakdown(predictions: dict[str, np.ndarray], flip_pairs=None, threshold: float = 0.1) -> dict[str, float]:
+    """Why labelled joints miss: of a run's labelled joints, the share whose error exceeds ``threshold`` × the
+    person size (:func:`joint_errors`'s ``error_rel``), and the share of those lying nearer their left/right
+    twin's true position than their own (an identity error: the model found the wrong side) rather than being
+    poorly localised. ``flip_pairs`` default: COCO's twins for 17 joints, MPII's for 16, none otherwise.
+
+    Returns ``{"joints", "missed", "missed_as_twin", "missed_localisation"}`` (counts, then shares of labelled
+    joints; the last two add up to ``missed``)."""
+    from hdm.data.keypoints import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS
+
+    flags, coords, truth = predictions["keypoint_flags"], predictions["image_coords"], predictions["image_joints"]
+    num_joints = flags.shape[1]
+    if flip_pairs is None:
+        flip_pairs = {len(COCO_JOINTS): COCO_FLIP_PAIRS, len(MPII_JOINTS): MPII_FLIP_PAIRS}.get(num_joints, ())
+    twin = np.arange(num_joints)
+    for i, j in flip_pairs:
+        twin[i], twin[j] = j, i
+    size = 200.0 * predictions["scale"].max(-1, keepdims=True) / 1.25
+    labelled = flags > 0
+    own = np.linalg.norm(coords - truth, axis=-1) / size
+    other = np.linalg.norm(coords - truth[:, twin], axis=-1) / size
+    twin_labelled = labelled[:, twin] & (twin != np.arange(num_joints))
+    missed = labelled & (own > threshold)
+    as_twin = missed & twin_labelled & (other < own)
+    count = max(int(labelled.sum()), 1)
+    return {"joints": int(labelled.sum()), "missed": missed.sum() / count, "missed_as_twin": as_twin.sum() / count,
+            "missed_localisation": (missed & ~as_twin).sum() / count}
+
+
 def error_summary(errors: pd.DataFrame, by: list[str], value: str = "error_rel",
                   thresholds: tuple[float, ...] = (0.05, 0.1)) -> pd.DataFrame:  # fmt: skip
     """Per group of ``by``: labelled joints, median, mean and 90th percentile of ``value``, and for each threshold t

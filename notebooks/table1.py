@@ -90,6 +90,25 @@ fig = plots.joint_error_figure(errors, "method", hue_order=methods, labels=paper
 plots.save_figure(fig, f"table1_joint_errors_{scale}")
 plt.show()
 
+# %% [markdown]
+# Where each method stands when the schedule ends (learning curves: mean over seeds, band ± sd), and why joints
+# miss: of the labelled joints farther than 0.1 × the person size from the truth, those nearer their left/right
+# twin's truth (identity errors: the wrong side found) and the rest (localisation errors).
+
+# %%
+per_epoch = analysis.stack_metrics({key: run.metrics for key, run in runs.items()})
+curves = {"AP": "validation AP", "PCK": "box PCK@0.1", "err_hm": "mean error (heatmap px)"}
+fig = plots.dynamics_figure(per_epoch, {c: label for c, label in curves.items() if c in per_epoch}, hue="method",
+                            hue_order=methods)
+plots.save_figure(fig, f"table1_learning_curves_{scale}")
+plt.show()
+misses = pd.DataFrame([{"method": m, "seed": s, **analysis.miss_breakdown(run.predictions())}
+                       for (m, s), run in runs.items()])
+shares = ["missed", "missed_as_twin", "missed_localisation"]
+miss_summary = analysis.summarise_over_seeds(misses, ["method"], shares)
+plots.save_table(miss_summary, f"table1_misses_{scale}", floatfmt=".4f")
+display(miss_summary)
+
 # %%
 ablation_runs = {(m, s): train(variant_preset(scale, m, dataset=dataset, seed=s))
                  for m in ablations for s in ablation_seeds}

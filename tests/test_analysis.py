@@ -413,3 +413,27 @@ def test_dynamics_reading_states_what_the_numbers_say():
     text = analysis.dynamics_reading(flipped, analysis.sweep_summary(flipped[flipped["epoch"] == 3].drop(
         columns="epoch"), "PCK"), "PCK", "smoke")  # fmt: skip
     assert "does not train worse" in text
+
+
+def test_a_miss_is_an_identity_error_when_the_prediction_sits_on_the_twins_truth():
+    # two persons of size 100 px (scale 0.625 -> 200 * 0.625 / 1.25), joints 1 and 2 are twins (COCO eyes)
+    truth = np.zeros((2, 17, 2))
+    truth[:, 1], truth[:, 2] = (10.0, 0.0), (40.0, 0.0)
+    coords = truth.copy()
+    coords[0, 1] = truth[0, 2]            # person 0: left eye found on the right eye: a miss, as twin
+    coords[1, 5] = truth[1, 5] + (0, 30)  # person 1: left shoulder 30 px off, no twin nearer: a localisation miss
+    coords[1, 7] = truth[1, 7] + (0, 5)   # within 0.1 x size: not a miss
+    flags = np.full((2, 17), 2)
+    predictions = {"keypoint_flags": flags, "image_coords": coords, "image_joints": truth,
+                   "scale": np.full((2, 2), 0.625)}
+    shares = analysis.miss_breakdown(predictions)
+    assert shares["joints"] == 34
+    assert shares["missed"] == pytest.approx(2 / 34)
+    assert shares["missed_as_twin"] == pytest.approx(1 / 34)
+    assert shares["missed_localisation"] == pytest.approx(1 / 34)
+    # an unlabelled twin cannot explain a miss; an unlabelled joint is not counted
+    flags[0, 2] = 0
+    shares = analysis.miss_breakdown(predictions)
+    assert shares["joints"] == 33 and shares["missed_as_twin"] == 0 and shares["missed"] == pytest.approx(2 / 33)
+    # without twins every miss is a localisation miss
+    assert analysis.miss_breakdown(predictions, flip_pairs=())["missed_as_twin"] == 0
