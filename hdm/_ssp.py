@@ -379,8 +379,10 @@ def _solve_items(cost, mass, n, demand, b, delta, wide, tol, ws):
                 if active[i]:
                     b[i] += dist[i] if path_to[i] != 0 and dist[i] < reach else reach
 
-            # The path back from the target and its bottleneck (read before anything moves).
-            amount = -excess[target]
+            # The path back from the target. An item on two consecutive arcs (i -> u -> j, split between i and
+            # u) moves from i to j directly at the same cost: one step, so that its part in u, possibly a rounding
+            # residual, neither limits the amount nor is refilled by the move (a path through it would then move
+            # that residual again and again without the excess shrinking).
             length = 0
             node = target
             rebuild_from = -1
@@ -390,12 +392,20 @@ def _solve_items(cost, mass, n, demand, b, delta, wide, tol, ws):
                 if k < 0:
                     rebuild_from = i
                     break
-                path_item[length] = k
-                path_from[length] = i
-                path_to[length] = node
-                length += 1
-                amount = min(amount, mass[k] if owner[k] == i else part[k, i])
+                if length > 0 and path_item[length - 1] == k:
+                    path_from[length - 1] = i
+                else:
+                    path_item[length] = k
+                    path_from[length] = i
+                    path_to[length] = node
+                    length += 1
                 node = i
+            # its bottleneck (read before anything moves)
+            amount = -excess[target]
+            for step in range(length):
+                k = path_item[step]
+                i = path_from[step]
+                amount = min(amount, mass[k] if owner[k] == i else part[k, i])
             if rebuild_from >= 0:
                 # The path needs items beyond an arc's heap: rebuild it up to a wider limit, then search again
                 # (the potentials just set stay feasible: the bound was a lower bound of the true arc cost).
