@@ -227,13 +227,15 @@ from hdm.ot import _offset_cost_table
 case = np.load(sys.argv[1])
 heat, sigma = case["heat"].reshape(1, -1), case["sigma"].reshape(1, -1)
 value, b, grad = np.empty(1, heat.dtype), np.empty((1, 4), heat.dtype), np.empty((1, heat.shape[1]), heat.dtype)
-_ssp.solve_relu_squares(heat, sigma, float(case["eps"]), np.array([0]), case["heat"].shape[1], case["corner"][None],
-                        case["demand"][None], _offset_cost_table(31 ** 2 + 23 ** 2, "euclidean"), value, b, grad, 1)
+height, width = case["heat"].shape
+table = _offset_cost_table((height - 1) ** 2 + (width - 1) ** 2, "euclidean")
+_ssp.solve_relu_squares(heat, sigma, float(case["eps"]), np.array([0]), width, case["corner"][None],
+                        case["demand"][None], table, value, b, grad, 1)
 print(repr(float(value[0])))
 """
 
 
-def test_the_fused_relu_solver_finishes_where_a_split_item_once_cycled(tmp_path):
+def test_the_fused_relu_solver_finishes_where_a_split_item_once_cycled():
     """A real validation heatmap (a softmax-trained model's map, long scale) on which the solver once looped for
     ever: its shortest path moved one split item through a cell holding a rounding residual of it, refilling that
     residual on every pass. Run in a subprocess so that a regression fails on the timeout instead of hanging."""
@@ -248,10 +250,7 @@ def test_the_fused_relu_solver_finishes_where_a_split_item_once_cycled(tmp_path)
     case = np.load(path)
     heat, sigma, eps = case["heat"].astype(np.float64), case["sigma"].astype(np.float64), float(case["eps"])
     supply = ((np.maximum(heat, 0) + eps * sigma) / (np.maximum(heat, 0).sum() + eps)).ravel()
-    height, width = heat.shape
-    x0, y0 = case["corner"]
-    corners = np.array([[x0, y0], [x0 + 1, y0], [x0, y0 + 1], [x0 + 1, y0 + 1]])
-    yy, xx = np.mgrid[0:height, 0:width]
-    cost = np.hypot(xx.reshape(-1, 1) - corners[:, 0], yy.reshape(-1, 1) - corners[:, 1])
+    corners = torch.as_tensor(case["corner"]) + torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]])
+    cost = ot.grid_cost(*heat.shape, corners[None])[0].numpy()
     demand = case["demand"] / case["demand"].sum() * supply.sum()
     assert float(done.stdout) == pytest.approx(pot.emd2(supply, demand, cost), rel=1e-6)
