@@ -635,6 +635,57 @@ def paired_difference(final: pd.DataFrame, metrics: list[str], ours: str = "hdm"
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Table 1: where the Gaussian baseline's learning curve flattens
+
+
+def longer_baseline(scale: str, longer: str | None = "auto") -> str | None:
+    """Table 1's ``longer_baseline`` parameter: a variant spec as it is, ``None`` for none, or ``"auto"``: at the long
+    scale the Gaussian baseline on twice its schedule (40 epochs, lr x0.1 after 36 and 39), so that its learning
+    curve shows where it flattens at lr 1e-3; elsewhere none (the smoke and default budgets)."""
+    if longer == "auto":
+        return "gaussian+epochs:40+lr_steps:36,39" if scale == "long" else None
+    if longer is not None:
+        from hdm.config import variant_preset
+
+        try:
+            if not isinstance(longer, str):
+                raise TypeError(f"got a {type(longer).__name__}")
+            variant_preset(scale, longer)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"notebook parameter longer_baseline={longer!r}: expected None, \"auto\" or a variant "
+                             f"spec 'method+key:value' ({exc})") from None
+    return longer
+
+
+def window_gains(metrics: pd.DataFrame, column: str, window: int = 5) -> pd.DataFrame:
+    """How much ``column`` rose from one checkpoint epoch to the next of one run (a learning curve's slope).
+
+    Checkpoints are the first epoch, every multiple of ``window`` after it, and the last epoch.
+
+    Args:
+        metrics: one row per epoch, columns ``epoch`` (1-based), ``lr`` and ``column`` (e.g. "AP").
+    Returns:
+        one row per pair of consecutive checkpoints: from_epoch, to_epoch, lr (the learning rate of epochs
+        from_epoch + 1 .. to_epoch, or "mixed" where it changed among them), start, end, gain = end - start.
+    """
+    _check_columns(metrics, ["epoch", "lr", column])
+    if window < 1:
+        raise ValueError(f"window must be >= 1 epoch, got {window}")
+    table = metrics.sort_values("epoch").set_index("epoch")
+    if len(table) < 2:
+        raise ValueError(f"need at least 2 epochs for a gain, got {len(table)}")
+    first, last = int(table.index[0]), int(table.index[-1])
+    checkpoints = sorted({first, last, *range(window * (first // window + 1), last, window)})
+    rows = []
+    for a, b in zip(checkpoints, checkpoints[1:]):
+        lrs = table.loc[a + 1:b, "lr"].unique()
+        rows.append({"from_epoch": a, "to_epoch": b, "lr": float(lrs[0]) if len(lrs) == 1 else "mixed",
+                     "start": float(table.loc[a, column]), "end": float(table.loc[b, column]),
+                     "gain": float(table.loc[b, column] - table.loc[a, column])})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Our loss's training dynamics (notebooks/hdm_dynamics)
 
 #: The diagnostics every run records per epoch (``hdm.engine.diagnostics``, ``hdm.engine.training``).

@@ -437,3 +437,32 @@ def test_a_miss_is_an_identity_error_when_the_prediction_sits_on_the_twins_truth
     assert shares["joints"] == 33 and shares["missed_as_twin"] == 0 and shares["missed"] == pytest.approx(2 / 33)
     # without twins every miss is a localisation miss
     assert analysis.miss_breakdown(predictions, flip_pairs=())["missed_as_twin"] == 0
+
+
+def test_window_gains_measure_a_known_curve_between_checkpoints_and_flag_learning_rate_changes():
+    epochs = np.arange(1, 13)
+    lr = np.where(epochs <= 8, 1e-3, 1e-4)  # dropped after epoch 8, as lr_steps=(8,) does
+    ap = 0.02 * epochs  # rises 0.02 an epoch
+    gains = analysis.window_gains(pd.DataFrame({"epoch": epochs[::-1], "lr": lr[::-1], "AP": ap[::-1]}), "AP", 5)
+    assert gains[["from_epoch", "to_epoch"]].values.tolist() == [[1, 5], [5, 10], [10, 12]]
+    assert np.allclose(gains["gain"], [0.08, 0.10, 0.04])
+    assert np.allclose(gains["end"] - gains["start"], gains["gain"])
+    assert gains["lr"].tolist() == [1e-3, "mixed", 1e-4]
+    with pytest.raises(ValueError, match="at least 2 epochs"):
+        analysis.window_gains(pd.DataFrame({"epoch": [1], "lr": [1e-3], "AP": [0.1]}), "AP")
+    with pytest.raises(ValueError, match="window"):
+        analysis.window_gains(pd.DataFrame({"epoch": epochs, "lr": lr, "AP": ap}), "AP", 0)
+
+
+def test_longer_baseline_only_at_the_long_scale_and_it_only_lengthens_the_gaussian_schedule():
+    from hdm.config import variant_preset
+
+    assert analysis.longer_baseline("smoke") is None and analysis.longer_baseline("default") is None
+    assert analysis.longer_baseline("long", None) is None
+    assert analysis.longer_baseline("long", "gaussian+epochs:30") == "gaussian+epochs:30"
+    base = variant_preset("long", "gaussian", seed=0)
+    longer = variant_preset("long", analysis.longer_baseline("long"), seed=0)
+    assert longer.epochs == 2 * base.epochs and longer.lr_steps[0] > base.epochs
+    assert longer.replace(epochs=base.epochs, lr_steps=base.lr_steps) == base
+    with pytest.raises(ValueError, match="longer_baseline='gaussian\\+epochz:40'"):
+        analysis.longer_baseline("long", "gaussian+epochz:40")
