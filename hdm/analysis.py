@@ -800,6 +800,15 @@ def dynamics_reading(per_epoch: pd.DataFrame, summary: pd.DataFrame, accuracy: s
     return text
 
 
+def distinct_from_ours(scale: str, variants: list[str], ours: str, dataset: str | None = None) -> list[str]:
+    """``variants`` without those whose configuration at ``scale`` equals our method's (``ours``): the same run,
+    which the notebooks already train as "our method"."""
+    from hdm.config import variant_preset
+
+    our_config = variant_preset(scale, ours, dataset=dataset)
+    return [v for v in variants if variant_preset(scale, v, dataset=dataset) != our_config]
+
+
 def our_setting(ours: str, sweep_table) -> str:
     """Table 1's "our method": ``ours`` itself, or for ``"auto"`` the best relu setting in the dynamics notebook's
     sweep table (``hdm_dynamics_sweep_<scale>.csv``, written before Table 1 by ``hdm.reproduce``); plain ``"hdm"``

@@ -61,8 +61,7 @@ dataset = dataset or ("mpii" if scale == "paper" else "synthetic")
 methods = ["gaussian", "hdm"]
 ours = analysis.our_setting(ours, TABLES / f"hdm_dynamics_sweep_{scale}.csv")
 specs = {"gaussian": "gaussian", "hdm": ours}
-variants = [v for v in variants
-            if variant_preset(scale, v, dataset=dataset) != variant_preset(scale, ours, dataset=dataset)]
+variants = analysis.distinct_from_ours(scale, variants, ours, dataset)
 print(f"our method: {ours}; variants: {variants}")
 runs = {(m, s): train(variant_preset(scale, specs[m], dataset=dataset, seed=s)) for m in methods for s in seeds}
 runs |= {(v, s): train(variant_preset(scale, v, dataset=dataset, seed=s)) for v in variants for s in variant_seeds}

@@ -67,8 +67,7 @@ metric_names = list(paper.TABLE1.columns)
 extra_names = ["PCK", "err_hm"]  # box PCK@0.1 and mean joint error (heatmap px): informative where AP is small
 methods = ["gaussian", "dot", "hdm"]
 ours = analysis.our_setting(ours, TABLES / f"hdm_dynamics_sweep_{scale}.csv")
-ablations = [a for a in ablations
-             if variant_preset(scale, a, dataset=dataset) != variant_preset(scale, ours, dataset=dataset)]
+ablations = analysis.distinct_from_ours(scale, ablations, ours, dataset)
 print(f"our method: {ours}; ablations: {ablations}")
 specs = {"gaussian": "gaussian", "dot": "dot", "hdm": ours}
 runs = {(m, s): train(variant_preset(scale, specs[m], dataset=dataset, seed=s)) for m in methods for s in seeds}

@@ -466,3 +466,10 @@ def test_longer_baseline_only_at_the_long_scale_and_it_only_lengthens_the_gaussi
     assert longer.replace(epochs=base.epochs, lr_steps=base.lr_steps) == base
     with pytest.raises(ValueError, match="longer_baseline='gaussian\\+epochz:40'"):
         analysis.longer_baseline("long", "gaussian+epochz:40")
+
+
+def test_distinct_from_ours_drops_only_variants_with_our_exact_configuration():
+    # the long preset's lr is 1e-3, so "hdm+lr:1e-3" is plain "hdm"; "hdm+lr:1e-4" is another run
+    variants = ["hdm+lr:1e-3", "hdm+supplier:softplus", "hdm+lr:1e-4"]
+    assert analysis.distinct_from_ours("long", variants, "hdm") == ["hdm+supplier:softplus", "hdm+lr:1e-4"]
+    assert analysis.distinct_from_ours("long", variants, "hdm+lr:1e-4") == ["hdm+lr:1e-3", "hdm+supplier:softplus"]
