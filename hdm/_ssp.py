@@ -442,6 +442,12 @@ def _solve_items(cost, mass, n, demand, b, delta, wide, tol, ws):
                     part[k, j] += amount
                 if not joined:
                     continue
+                if near[k] == 0:
+                    # An unlisted item (found by a full rebuild) leaves its start cell: list it, since the bound
+                    # that lets rebuilds scan only the list holds for unlisted items in their start cell alone.
+                    near[k] = 1
+                    listed[n_listed] = k
+                    n_listed += 1
                 cj = cost[j, k]  # item k enters cell j: the heaps of the arcs (j, m) must see it
                 for m in range(n_dem):
                     if m == j or not active[m]:
