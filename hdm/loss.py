@@ -22,7 +22,14 @@ def _not_finite(name: str) -> ValueError:
     return ValueError(f"{name} contains NaN or inf: the model diverged or its input was invalid")
 
 
+def _check_floating(pred: torch.Tensor, name: str = "pred_heatmaps") -> None:
+    if not pred.is_floating_point():
+        raise ValueError(f"{name} must be floating point (float32/64, or float16/bfloat16 under AMP), got {pred.dtype}: "
+                         f"pass {name}.float()")
+
+
 def _check_heatmaps(pred: torch.Tensor, name: str = "pred_heatmaps", finite: bool = True) -> None:
+    _check_floating(pred, name)
     if pred.ndim != 4:
         raise ValueError(f"{name} must be (B, K, H, W), got shape {tuple(pred.shape)}")
     if finite and not torch.isfinite(pred).all():
@@ -77,6 +84,7 @@ def suppliers(pred_heatmaps: torch.Tensor, eps: float = 1e-6, activation: str = 
     Returns:
         (..., H, W) non-negative, summing to 1 over (H, W).
     """
+    _check_floating(pred_heatmaps)
     if eps <= 0:
         raise ValueError(f"eps must be positive, got {eps}")
     if activation not in SUPPLIERS:

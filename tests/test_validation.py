@@ -293,3 +293,131 @@ def test_truncation_check_is_cheap():
 
     seconds = min(timeit.repeat(lambda: truncation(data), number=200, repeat=3)) / 200
     assert seconds < 2e-4 and math.isfinite(seconds)
+
+
+# ---------------------------------------------------------------- issue 18: nothing silent, round two
+
+
+def test_empty_image_file_is_named(tmp_path):
+    # was: cv2.error "(-215:Assertion failed) !buf.empty() in function 'imdecode_'", a traceback naming no file
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(CorruptImageError) as err:
+        read_image(tmp_path / "empty.jpg")
+    one_line(err, str(tmp_path / "empty.jpg"), "empty (0 bytes)", "restore")
+
+
+def test_zero_size_box_is_dropped_at_load_with_a_warning(tmp_path, caplog):
+    # was: loaded, then the sample failed with "scale must be positive (units of 200.0 px), got [0. 0.]",
+    # naming neither the file nor the annotation
+    data = coco_dict()
+    ann = data["annotations"][4]
+    ann["bbox"][2:] = [0, 0]
+    path = write(tmp_path, data)
+    with caplog.at_level("WARNING", logger="hdm.data"):
+        ds = CocoTopDown(path, COCO_DIR)
+    assert [r.annotation_id for r in ds.records].count(ann["id"]) == 0 and len(ds) == len(data["annotations"]) - 1
+    assert str(path) in caplog.text and f"annotation id {ann['id']}" in caplog.text and "zero size" in caplog.text
+    for i in range(len(ds)):
+        assert (ds.sample_geometry(i)["scale"] > 0).all()
+    # a sub-pixel box clips to a point as well; a zero-width box with a height still crops
+    data = coco_dict()
+    data["annotations"][4]["bbox"][2:] = [0.5, 0.5]
+    data["annotations"][5]["bbox"][2] = 0
+    assert len(CocoTopDown(write(tmp_path, data), COCO_DIR)) == len(data["annotations"]) - 1
+    # detector boxes: the same rule
+    dets = json.loads((COCO_DIR / "test_coco_det_AP_H_56.json").read_text())
+    dets[0]["bbox"][2:] = [0, 0]
+    det_path = write(tmp_path, dets, "dets.json")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hdm.data"):
+        ds = CocoTopDown(COCO_JSON, COCO_DIR, boxes=det_path)
+    assert len(ds) == len(dets) - 1 and "detection #0" in caplog.text and str(det_path) in caplog.text
+
+
+def test_image_folder_that_is_a_file_is_not_called_missing(tmp_path):
+    # was: "COCO image folder not found: .../test_coco.json does not exist." (it does: it is a file)
+    with pytest.raises(DatasetNotFoundError) as err:
+        CocoTopDown(COCO_JSON, COCO_JSON)
+    assert f"{COCO_JSON} is a file, not a folder" in str(err.value) and "does not exist" not in str(err.value)
+    with pytest.raises(DatasetNotFoundError, match="is a folder, not a file"):
+        CocoTopDown(COCO_DIR, COCO_DIR)
+    with pytest.raises(DatasetNotFoundError, match="is a file, not a folder"):
+        MpiiTopDown(MPII_JSON, MPII_JSON)
+
+
+def test_string_ids_are_refused_showing_the_types(tmp_path):
+    # was: "annotation id 442619, image_id 785 refers to image_id '785', which 'images' does not list"
+    data = coco_dict()
+    data["annotations"][0]["image_id"] = "785"
+    with pytest.raises(AnnotationError) as err:
+        CocoTopDown(write(tmp_path, data), COCO_DIR)
+    one_line(err, "annotation id 442619", "image_id '785' (str)", "785 (int)", "integers")
+    # was: loaded (records hold int('785')); COCOeval then found no result on image '785'
+    data = coco_dict()
+    for image in data["images"]:
+        image["id"] = str(image["id"])
+    for ann in data["annotations"]:
+        ann["image_id"] = str(ann["image_id"])
+    with pytest.raises(AnnotationError) as err:
+        CocoTopDown(write(tmp_path, data), COCO_DIR)
+    one_line(err, "image #0 has id '785' (str)", "integers")
+
+
+def test_json_image_size_is_checked_against_the_decoded_image(tmp_path):
+    # was: swapped width/height clipped boxes to the wrong image, silently (oracle AP 1.0 -> 0.63)
+    data = coco_dict()
+    image = data["images"][0]
+    image["width"], image["height"] = image["height"], image["width"]
+    path = write(tmp_path, data)
+    ds = CocoTopDown(path, COCO_DIR)
+    index = next(i for i, r in enumerate(ds.records) if r.image_id == image["id"])
+    with pytest.raises(AnnotationError) as err:
+        ds[index]
+    one_line(err, image["file_name"], "640 x 425", "width 425, height 640", str(path), "fix")
+    ok = next(i for i, r in enumerate(ds.records) if r.image_id != image["id"])
+    assert ds[ok]["image"].shape == (3, 256, 192)
+
+
+def test_stale_num_keypoints_are_recomputed_with_one_warning(tmp_path, caplog):
+    # was: num_keypoints 0 on labelled persons made COCOeval ignore them: AP NaN, no message
+    from pycocotools.coco import COCO
+
+    data = coco_dict()
+    labelled = [a for a in data["annotations"] if any(v > 0 for v in a["keypoints"][2::3])]
+    for ann in labelled:
+        ann["num_keypoints"] = 0
+    path = write(tmp_path, data)
+    with caplog.at_level("WARNING", logger="hdm.data"):
+        ds = CocoTopDown(path, COCO_DIR)
+    assert caplog.text.count(str(path)) == 1 and f"{len(labelled)} annotations" in caplog.text
+    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+               for a in labelled]  # fmt: skip
+    assert coco_keypoint_eval(ds.coco, results)["AP"] == pytest.approx(1.0)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        raw = COCO(str(path))  # a ground truth hdm did not load: checked when evaluated
+    assert coco_keypoint_eval(raw, results)["AP"] == pytest.approx(1.0)
+    assert all(a["num_keypoints"] == sum(v > 0 for v in a["keypoints"][2::3]) for a in raw.dataset["annotations"])
+
+
+# ---------------------------------------------------------------- loss inputs
+
+
+def test_integer_heatmaps_are_refused_by_the_losses():
+    # was: RuntimeError "softmax_lastdim_kernel_impl" not implemented for 'Long'
+    import torch
+
+    from hdm.loss import HDMLoss, HeatmapMSELoss, suppliers
+
+    heat = torch.zeros(2, 3, 8, 6, dtype=torch.int64)
+    joints, weight = torch.full((2, 3, 2), 3.0), torch.ones(2, 3)
+    for loss in (HDMLoss(), HDMLoss(solver="sinkhorn"), HDMLoss(supplier="softmax")):
+        with pytest.raises(ValueError, match=r"pred_heatmaps .*torch\.int64.*\.float\(\)"):
+            loss(heat, joints, weight)
+    with pytest.raises(ValueError, match=r"torch\.int64.*\.float\(\)"):
+        suppliers(heat)
+    with pytest.raises(ValueError, match=r"pred_heatmaps .*torch\.int64"):
+        HeatmapMSELoss()(heat, heat.float(), weight)
+    assert HDMLoss()(heat.float(), joints, weight).dtype == torch.float32

@@ -12,12 +12,21 @@ Which persons (as HRNet):
   training also at least one labelled keypoint (v > 0). Validation keeps persons without keypoints.
 * detector boxes (validation only): every person box with ``score >= box_score_threshold``, unclipped;
   joints, visibility and flags are zeros and ``annotation_id`` is -1.
+
+A box of zero size (clipped to a point: width and height both 0, e.g. ``w = h = 0`` or a sub-pixel box) has no
+crop: such persons are skipped with one warning per file naming the annotation ids (detections: their
+positions in the file). HRNet keeps them and warps with a zero scale; a zero-width box with a height, like a
+zero-height one with a width, still crops (at the model's aspect ratio) and is kept.
+
+The images' ``width`` and ``height`` clip the boxes; they are checked against the decoded image when a sample
+is read (``hdm.data.transforms.check_decoded_size``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import re
 from pathlib import Path
@@ -28,9 +37,11 @@ import numpy as np
 from hdm.data.errors import AnnotationError, EmptyDatasetError, missing
 from hdm.data.keypoints import JointSet, resolve_joint_set
 from hdm.data.transforms import Augmentation, PersonRecord, TopDownDataset
-from hdm.data.validation import read_json, validate_coco
+from hdm.data.validation import read_json, validate_coco, with_type
 from hdm.geometry import box_to_center_scale
 from hdm.paths import data_root
+
+log = logging.getLogger(__name__)
 
 COCO_SOURCE = (
     "Get COCO 2017 (train2017/val2017 images and annotations_trainval2017.zip) from https://cocodataset.org/#download; "
@@ -128,9 +139,22 @@ def clean_box(bbox, width: int, height: int) -> np.ndarray | None:
     return np.array([x1, y1, x2 - x1, y2 - y1])
 
 
-def gt_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, aspect: float, train: bool):
-    """One ``PersonRecord`` per kept ground-truth person (see the module docstring), by image id then file order."""
-    records = []
+def _warn_zero_boxes(source, skipped: list[str]) -> None:
+    """One warning for the persons of ``source`` skipped for a zero-size box (see the module docstring)."""
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        log.warning(
+            "%s: %d person(s) skipped: a box of zero size (width and height 0 after clipping to the image) has no "
+            "crop: %s; fix their bbox [x, y, w, h] to use them",
+            source, len(skipped), shown,
+        )
+
+
+def gt_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, aspect: float, train: bool,
+               source: Path | str = "the annotations"):  # fmt: skip
+    """One ``PersonRecord`` per kept ground-truth person (see the module docstring), by image id then file order.
+    ``source``: the annotation file, named in warnings and in the records' ``size_source``."""
+    records, zero_size = [], []
     k = joint_set.num_joints
     for image_id in sorted(api.imgs):
         info = api.imgs[image_id]
@@ -149,6 +173,9 @@ def gt_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, aspect: f
             if train and not (flags > 0).any():
                 continue
             center, scale = box_to_center_scale(box, aspect)
+            if not (scale > 0).all():
+                zero_size.append(f"annotation id {ann['id']} (image_id {image_id}, bbox {ann['bbox']})")
+                continue
             records.append(
                 PersonRecord(
                     image_path=image_dir / info["file_name"],
@@ -160,13 +187,17 @@ def gt_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, aspect: f
                     image_id=int(image_id),
                     annotation_id=int(ann["id"]),
                     area=area,
+                    size_source=source,
                 )
             )
+    _warn_zero_boxes(source, zero_size)
     return records
 
 
-def detection_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, aspect: float, path, threshold: float):
-    """One ``PersonRecord`` per person detection with ``score >= threshold``, in file order."""
+def detection_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, aspect: float, path, threshold: float,
+                      ann_source: Path | str = "the annotations"):  # fmt: skip
+    """One ``PersonRecord`` per person detection with ``score >= threshold``, in file order (zero-size boxes
+    skipped with a warning). ``ann_source``: the annotation file that gives the images' sizes."""
     if not Path(path).is_file():
         raise missing("person detection results", path, _layout(), COCO_SOURCE)
     dets = read_json(path, fix="restore the file, or regenerate it with the person detector")
@@ -191,15 +222,21 @@ def detection_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, as
                 "be finite numbers (bbox [x, y, w, h] image px)"
             )
     k = joint_set.num_joints
-    records = []
-    for d in dets:
+    records, zero_size = [], []
+    for n, d in enumerate(dets):
         if d["category_id"] != cat_id or d["score"] < threshold:
             continue
         if d["image_id"] not in api.imgs:
-            raise ValueError(f"{path}: detection on image_id {d['image_id']}, which the annotation file lacks")
+            raise AnnotationError(
+                f"{path}: detection #{n} is on image_id {with_type(d['image_id'])}, which the annotation file lacks; "
+                "use the detections made on the images of that annotation file"
+            )
         info = api.imgs[d["image_id"]]
         x, y, w, h = (float(v) for v in d["bbox"])
         center, scale = box_to_center_scale([x, y, w, h], aspect)
+        if not (scale > 0).all():
+            zero_size.append(f"detection #{n} (image_id {d['image_id']}, bbox {d['bbox']})")
+            continue
         records.append(
             PersonRecord(
                 image_path=image_dir / info["file_name"],
@@ -212,8 +249,10 @@ def detection_records(api, cat_id: int, joint_set: JointSet, image_dir: Path, as
                 annotation_id=-1,
                 area=w * h,
                 box_score=float(d["score"]),
+                size_source=ann_source,
             )
         )
+    _warn_zero_boxes(path, zero_size)
     return records
 
 
@@ -275,11 +314,11 @@ class CocoTopDown(TopDownDataset):
         self.category_id = cat_id
         aspect = input_hw[1] / input_hw[0]
         if use_gt:
-            records = gt_records(self.coco, cat_id, joint_set, self.image_dir, aspect, train)
+            records = gt_records(self.coco, cat_id, joint_set, self.image_dir, aspect, train, self.ann_file)
             source = f"{self.ann_file} (ground-truth boxes, train={train})"
         else:
             records = detection_records(
-                self.coco, cat_id, joint_set, self.image_dir, aspect, boxes, box_score_threshold
+                self.coco, cat_id, joint_set, self.image_dir, aspect, boxes, box_score_threshold, self.ann_file
             )
             source = f"{boxes} (person detections with score >= {box_score_threshold})"
         if not records:

@@ -16,7 +16,8 @@ class EmptyDatasetError(ValueError):
 
 
 def missing(what: str, path: Path | str, layout: list[str], source: str) -> DatasetNotFoundError:
-    """Build the error for a missing ``path``.
+    """Build the error for a missing ``path`` (or one of the wrong kind: a file where a folder is expected, or
+    the reverse).
 
     Args:
         what: what is missing, e.g. "COCO keypoint annotations".
@@ -25,8 +26,15 @@ def missing(what: str, path: Path | str, layout: list[str], source: str) -> Data
         source: where to get the data (nothing is ever downloaded automatically).
     """
     lines = "\n".join(f"  {entry}" for entry in layout)
+    found = Path(path)
+    if found.is_dir():  # a file was expected
+        problem = f"{what}: {path} is a folder, not a file"
+    elif found.exists():  # a folder was expected (callers look files up with is_file, folders with is_dir)
+        problem = f"{what}: {path} is a file, not a folder"
+    else:
+        problem = f"{what} not found: {path} does not exist"
     return DatasetNotFoundError(
-        f"{what} not found: {path} does not exist.\n"
+        f"{problem}.\n"
         f"Expected layout (the data root moves with the HDM_DATA environment variable):\n{lines}\n"
         f"{source} Nothing is downloaded automatically: place the files there, or pass their paths."
     )

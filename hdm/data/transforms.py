@@ -46,7 +46,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from hdm.data.errors import CorruptImageError, DatasetNotFoundError, EmptyDatasetError
+from hdm.data.errors import AnnotationError, CorruptImageError, DatasetNotFoundError, EmptyDatasetError
 from hdm.data.keypoints import JointSet
 from hdm.data.validation import check_image_bytes
 from hdm.geometry import PIXEL_STD, crop_matrix, hflip_matrix
@@ -87,7 +87,8 @@ class Augmentation:
 class PersonRecord:
     """One person to crop. ``joints``: (K, 2) float64 image px (0-based), zeros where ``flags == 0``;
     ``flags``: (K,) int64 raw labels; ``center`` (2,) image px; ``scale`` (2,) units of 200 px, already at the
-    crop's aspect ratio; ``image_size``: (w, h) px, or None to read it from the image header when needed."""
+    crop's aspect ratio; ``image_size``: (w, h) px, or None to read it from the image header when needed;
+    ``size_source``: the annotation file that gave ``image_size`` (checked against the decoded image), or None."""
 
     image_path: Path
     image_size: tuple[int, int] | None
@@ -100,6 +101,7 @@ class PersonRecord:
     area: float
     box_score: float = 1.0
     head_size: float | None = None
+    size_source: Path | str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,8 +183,8 @@ def read_image(path: Path | str) -> np.ndarray:
     """(H, W, 3) uint8 RGB, EXIF orientation ignored (as HRNet reads COCO).
 
     Raises ``DatasetNotFoundError`` for a missing file and ``CorruptImageError`` (naming the file) for one that
-    is truncated (``hdm.data.validation.truncation``: OpenCV would decode a cut JPEG silently, grey below the
-    cut) or cannot be decoded."""
+    is empty, truncated (``hdm.data.validation.truncation``: OpenCV would decode a cut JPEG silently, grey below
+    the cut) or cannot be decoded."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -191,13 +193,37 @@ def read_image(path: Path | str) -> np.ndarray:
         raise CorruptImageError(
             f"{path}: cannot read the image file ({err.strerror}); check the file and its permissions"
         ) from None
+    if not data:
+        raise CorruptImageError(
+            f"{path}: the image file is empty (0 bytes): an interrupted download, copy or extraction; restore it "
+            "from the original archive"
+        )
     check_image_bytes(data, path)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        image = None
     if image is None:
         raise CorruptImageError(
             f"{path}: OpenCV cannot decode these {len(data)} bytes as an image; restore the file from the original archive"
         )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def check_decoded_size(record: PersonRecord, image: np.ndarray) -> None:
+    """``AnnotationError`` when the (w, h) the annotation file gave ``record``'s image differs from the decoded
+    ``image`` (H, W, 3): boxes were clipped and flips mirrored with the wrong size (swapped width and height
+    dropped persons silently: oracle AP 1.0 -> 0.63). Records whose size came from the image itself pass."""
+    if record.size_source is None or record.image_size is None:
+        return
+    height, width = image.shape[:2]
+    json_w, json_h = record.image_size
+    if (width, height) != (json_w, json_h):
+        raise AnnotationError(
+            f"{record.image_path}: decoded {width} x {height} px (width x height), but {record.size_source} gives "
+            f"image id {record.image_id} width {json_w}, height {json_h}; fix 'width' and 'height' of that image "
+            "in the annotation file (or restore the image it describes)"
+        )
 
 
 def warp_image(image: np.ndarray, matrix: np.ndarray, output_hw: tuple[int, int]) -> np.ndarray:
@@ -363,6 +389,7 @@ class TopDownDataset(Dataset):
         crop = self.crop(index)
         sample = self._geometry(index, crop)
         image = read_image(self.records[index].image_path)
+        check_decoded_size(self.records[index], image)
         matrix = self.image_matrix(index, crop, self.input_hw)
         sample["image"] = normalize_image(warp_image(image, matrix, self.input_hw))
         return sample
@@ -379,6 +406,7 @@ __all__ = [
     "Augmentation",
     "Crop",
     "PersonRecord",
+    "check_decoded_size",
     "TopDownDataset",
     "draw_crop",
     "half_body_box",

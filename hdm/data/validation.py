@@ -7,8 +7,12 @@ lists; every image has ``id``, ``file_name``, ``width``, ``height``; every annot
 (listed in ``images``), ``category_id`` (listed in ``categories``), a finite ``bbox`` ``[x, y, w, h]`` and, for a
 category with keypoint names, ``keypoints`` ``[x, y, v] * K``. Visibility flags must be numbers; a labelled
 joint (``v > 0``) needs finite x, y; an unlabelled one (``v = 0``) may hold anything (``null``, NaN), which is
-replaced by 0. Missing ``area`` (-> bbox w * h), ``num_keypoints`` (-> count of ``v > 0``) and ``iscrowd`` (-> 0)
-are filled in, since pycocotools' COCOeval needs them.
+replaced by 0. Image and annotation ids are integers (a string id is refused, its type shown). Missing ``area``
+(-> bbox w * h), ``num_keypoints`` (-> count of ``v > 0``) and ``iscrowd`` (-> 0) are filled in, since pycocotools'
+COCOeval needs them; a ``num_keypoints`` that disagrees with the keypoints is recomputed, with one warning per file
+(COCOeval ignores persons with ``num_keypoints`` 0: a stale 0 on labelled persons gave AP NaN). A category's
+``skeleton`` that does not fit its keypoints (real CrowdPose files list COCO's 17-joint skeleton beside 14
+keypoints) is dropped with a warning: it only serves drawing.
 
 MPII (HRNet's json layout, ``validate_mpii``): a list of persons with ``image``, ``center`` (2 numbers) and
 ``scale`` (> 0); ``joints`` (16 x 2) and ``joints_vis`` (16) when present, labelled joints finite.
@@ -17,6 +21,7 @@ MPII (HRNet's json layout, ``validate_mpii``): a list of persons with ``image``,
 from __future__ import annotations
 
 import json
+import logging
 import math
 from numbers import Number
 from pathlib import Path
@@ -24,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from hdm.data.errors import AnnotationError, CorruptImageError
+
+log = logging.getLogger(__name__)
 
 COCO_KEYS = ("images", "annotations", "categories")
 ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox")
@@ -54,9 +61,29 @@ def _finite(v) -> bool:
     return _is_number(v) and math.isfinite(v)
 
 
+def _is_id(v) -> bool:
+    """An integer id (an integral float reads as one too; bool does not)."""
+    return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+
+
+def with_type(v) -> str:
+    """``'785' (str)``: a value with its type, for messages about ids that look alike but do not match."""
+    return f"{v!r} ({type(v).__name__})"
+
+
+def _skeleton_problem(skeleton, k: int) -> str | None:
+    """Why a category's ``skeleton`` does not fit its ``k`` keypoints (1-based index pairs), or None."""
+    if not isinstance(skeleton, list):
+        return f"skeleton {str(skeleton)[:40]!r} is not a list of edges"
+    for edge in skeleton:
+        if not (isinstance(edge, list) and len(edge) == 2 and all(isinstance(e, int) and 1 <= e <= k for e in edge)):
+            return f"skeleton edge {edge!r} is not two 1-based keypoint indices in 1..{k}"
+    return None
+
+
 def _describe(ann: dict, position: int) -> str:
     if isinstance(ann, dict) and "id" in ann:
-        image = f", image_id {ann['image_id']}" if "image_id" in ann else ""
+        image = f", image_id {ann['image_id']!r}" if "image_id" in ann else ""
         return f"annotation id {ann['id']}{image}"
     return f"annotation #{position} (0-based position in 'annotations')"
 
@@ -153,6 +180,11 @@ def validate_coco(data, path: Path | str) -> dict:
                 f"{path}: image id {image['id']} has size {image['width']!r} x {image['height']!r}; width and height "
                 "must be positive pixel counts"
             )
+        if not _is_id(image["id"]):
+            raise AnnotationError(
+                f"{path}: image #{i} has id {with_type(image['id'])}; image ids must be integers (COCO format; samples "
+                "carry them as int64): write them as numbers, in 'images' and in the annotations' image_id"
+            )
         if image["id"] in image_ids:
             raise AnnotationError(f"{path}: image id {image['id']} is listed twice in 'images'; ids must be unique")
         image_ids.add(image["id"])
@@ -167,13 +199,13 @@ def validate_coco(data, path: Path | str) -> dict:
             raise AnnotationError(f"{path}: category id {cat['id']}: 'keypoints' must be a list of joint names")
         num_keypoints[cat["id"]] = len(kp_names) if kp_names else None
         names[cat["id"]] = list(kp_names or [])
-        k = len(kp_names or [])
-        for edge in cat.get("skeleton") or []:
-            if not (isinstance(edge, list) and len(edge) == 2 and all(isinstance(e, int) and 1 <= e <= k for e in edge)):
-                raise AnnotationError(
-                    f"{path}: category id {cat['id']}: skeleton edge {edge!r} must be two 1-based keypoint indices "
-                    f"in 1..{k}; fix or drop 'skeleton'"
-                )
+        problem = _skeleton_problem(cat["skeleton"], len(kp_names or [])) if "skeleton" in cat else None
+        if problem:
+            log.warning(
+                "%s: category id %s: %s (its %d keypoints); the skeleton is dropped (it only serves drawing)",
+                path, cat["id"], problem, len(kp_names or []),
+            )
+            del cat["skeleton"]
 
     anns = data["annotations"]
     ann_ids = set()
@@ -187,13 +219,24 @@ def validate_coco(data, path: Path | str) -> dict:
                 f"{path}: {_describe(ann, n)} lacks {lacks}; every annotation needs {list(ANNOTATION_KEYS)} and, in a "
                 "keypoint category, 'keypoints' [x, y, v] * K: add them or drop the annotation"
             )
+        if not _is_id(ann["id"]):
+            raise AnnotationError(
+                f"{path}: annotation #{n} has id {with_type(ann['id'])}; annotation ids must be integers (COCO format): "
+                "write them as numbers"
+            )
         if ann["id"] in ann_ids:
             raise AnnotationError(f"{path}: annotation id {ann['id']} appears twice; annotation ids must be unique")
         ann_ids.add(ann["id"])
+        if not _is_id(ann["image_id"]):
+            example = f" (e.g. {with_type(next(iter(image_ids)))})" if image_ids else ""
+            raise AnnotationError(
+                f"{path}: annotation id {ann['id']} has image_id {with_type(ann['image_id'])}; image ids must be "
+                f"integers, like those 'images' lists{example}: write the image_id as a number"
+            )
         if ann["image_id"] not in image_ids:
             raise AnnotationError(
-                f"{path}: {_describe(ann, n)} refers to image_id {ann['image_id']!r}, which 'images' does not list; "
-                "add the image or drop the annotation"
+                f"{path}: {_describe(ann, n)} refers to image_id {with_type(ann['image_id'])}, which 'images' does not "
+                "list; add the image or drop the annotation"
             )
         if ann["category_id"] not in num_keypoints:
             raise AnnotationError(
@@ -218,6 +261,7 @@ def validate_coco(data, path: Path | str) -> dict:
         if "iscrowd" not in ann:
             ann["iscrowd"] = 0
 
+    stale = []  # (annotation, its num_keypoints) where num_keypoints disagrees with the keypoints
     for cat_id, positions in by_category.items():
         k = num_keypoints[cat_id]
         members = [anns[n] for n in positions]
@@ -248,8 +292,17 @@ def validate_coco(data, path: Path | str) -> dict:
         _check_keypoints(rows, kp_anns, kp_pos, names[cat_id], path)
         labelled = (rows[:, 2::3] > 0).sum(axis=1)
         for ann, count in zip(kp_anns, labelled):
-            if "num_keypoints" not in ann:
-                ann["num_keypoints"] = int(count)
+            if "num_keypoints" in ann and ann["num_keypoints"] != count:
+                stale.append((ann, ann["num_keypoints"]))
+            ann["num_keypoints"] = int(count)
+    if stale:
+        ann, was = stale[0]
+        log.warning(
+            "%s: num_keypoints disagreed with the keypoints' count of labelled joints (v > 0) in %d annotations "
+            "(e.g. annotation id %s: num_keypoints %r, %d labelled); recomputed from the keypoints (COCOeval "
+            "ignores a person whose num_keypoints is 0)",
+            path, len(stale), ann["id"], was, ann["num_keypoints"],
+        )
     return data
 
 
