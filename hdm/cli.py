@@ -21,7 +21,7 @@ import logging
 import sys
 
 from hdm import runs
-from hdm.config import DATASETS, SCALES, PretrainConfig, preset
+from hdm.config import DATASETS, SCALES, Config, PretrainConfig, check_device, preset
 from hdm.methods import METHODS
 
 #: Errors that are the user's to fix: printed as one line, exit status 2.
@@ -64,6 +64,18 @@ def _config(args):
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         seed = int(seed)
     return preset(args.scale, named["method"], named["dataset"] or None, seed, **sets)
+
+
+def check_evaluable(cfg: Config) -> None:
+    """Refuse, before anything trains, a run whose validation could not be scored: a COCO-format keypoint set
+    without OKS sigmas (``JointSetError`` saying how to give them with ``--set sigmas=``), or sigmas of the wrong
+    length. Reads the val annotations (``dataset="coco"`` only: the synthetic set has COCO's joints, MPII its
+    own); a missing file raises ``DatasetNotFoundError`` as building the data would."""
+    if cfg.dataset != "coco":
+        return
+    from hdm.data.coco import annotation_joint_set, coco_paths
+
+    annotation_joint_set(coco_paths(split="val2017").ann_file, cfg.joint_set, cfg.sigmas).require_sigmas()
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -120,13 +132,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from hdm.engine import train
 
-            run = train(_config(args), progress=args.progress)
+            cfg = _config(args)
+            check_evaluable(cfg)  # fails in seconds, not after the first epoch
+            run = train(cfg, progress=args.progress)
             if run.metrics.size:
                 print(run.metrics.tail(1).to_string(index=False))
             print(run.dir)
         elif args.command == "evaluate":
             from hdm.engine import evaluate
 
+            check_device(args.device, "--device")  # as train checks it (torch raises a bare RuntimeError)
             metrics = evaluate(
                 args.run, args.decoder, args.flip_test, device=args.device, progress=args.progress, refresh=args.refresh
             )

@@ -217,11 +217,20 @@ def _validate(cfg: Config) -> None:
         size = getattr(cfg, name)
         if len(size) != 2 or any(int(v) != v or v < 1 for v in size):
             raise ValueError(f"config key {name} must be (H, W) positive integers, got {size!r}")
-    expected = tuple(v // OUTPUT_STRIDE for v in cfg.input_hw)
-    if any(v % OUTPUT_STRIDE for v in cfg.input_hw) or tuple(cfg.heatmap_hw) != expected:
+    stride, input_hw, heatmap_hw = OUTPUT_STRIDE, tuple(cfg.input_hw), tuple(cfg.heatmap_hw)
+    if any(v % stride for v in input_hw):
+        below = tuple(max(stride, v // stride * stride) for v in input_hw)
+        above = tuple((v // stride + 1) * stride for v in input_hw)
         raise ValueError(
-            f"heatmap_hw must be input_hw / {OUTPUT_STRIDE} (the model's output stride) with input_hw a multiple "
-            f"of {OUTPUT_STRIDE}: input_hw {cfg.input_hw} needs heatmap_hw {expected}, got {cfg.heatmap_hw}"
+            f"config key input_hw must be multiples of {stride} (the model's output stride), got {input_hw}: use "
+            f"e.g. {below} or {above}, with heatmap_hw = input_hw / {stride}"
+        )
+    expected = tuple(v // stride for v in input_hw)
+    if heatmap_hw != expected:
+        raise ValueError(
+            f"config key heatmap_hw must be input_hw / {stride} = {expected} for input_hw {input_hw} (the model's "
+            f"output stride), got {heatmap_hw}: set both (--set input_hw={','.join(map(str, input_hw))} "
+            f"--set heatmap_hw={','.join(map(str, expected))})"
         )
     for name in ("seed", "data_seed"):
         if getattr(cfg, name) < 0:
@@ -257,8 +266,17 @@ def _validate(cfg: Config) -> None:
         _, overrides = parse_variant(cfg.init_from)
         if "init_from" in overrides:
             raise ValueError(f"init_from {cfg.init_from!r} may not itself set init_from")
-    if cfg.device not in ("auto", "cpu", "cuda") and not (cfg.device.startswith("cuda:") and cfg.device[5:].isdigit()):
-        raise ValueError(f"config key device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    check_device(cfg.device)
+
+
+def check_device(device, key: str = "config key device") -> None:
+    """``ValueError`` naming ``key`` unless ``device`` is auto, cpu, cuda or cuda:N (torch would raise a bare
+    RuntimeError for e.g. "gpu")."""
+    valid = isinstance(device, str) and (
+        device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
+    )
+    if not valid:
+        raise ValueError(f"{key} must be auto, cpu, cuda or cuda:N, got {device!r}")
 
 
 def _field_types() -> dict[str, object]:
@@ -475,6 +493,7 @@ class PretrainConfig:
             raise ValueError(f"val_images must be in (0, num_images), got {self.val_images} of {self.num_images}")
         if any(v % OUTPUT_STRIDE for v in self.input_hw):
             raise ValueError(f"input_hw must be multiples of {OUTPUT_STRIDE}, got {self.input_hw}")
+        check_device(self.device, "pretraining key device")
 
     @property
     def heatmap_hw(self) -> tuple[int, int]:

@@ -9,8 +9,10 @@
 Executed notebooks go to ``results/notebooks/<scale>/``; each notebook writes its own figures and tables under
 ``results/`` (paths from :mod:`hdm.paths`). Training runs are cached, so a second call only re-plots.
 ``--param KEY=VALUE`` (VALUE in YAML) sets a parameter in every notebook that declares it; a key that no
-chosen notebook declares is an error listing the keys each one declares. Progress: a line when each notebook
-and each training run starts and ends, and one per epoch (``HDM_PROGRESS=1`` in the kernels' environment).
+chosen notebook declares is an error listing the keys each one declares. Parameters are checked before any
+notebook runs (``hdm.config.check_parameters``, as each notebook's first cell does): a bad one prints one line,
+``hdm reproduce: error: ...``, and exits with status 2. Progress: a line when each notebook and each training run
+starts and ends, and one per epoch (``HDM_PROGRESS=1`` in the kernels' environment).
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ from pathlib import Path
 
 import yaml
 
-from hdm.config import SCALES
+from hdm.config import SCALES, check_parameters
 from hdm.paths import REPO_ROOT, RESULTS
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 # Order matters only for speed: the first notebooks that need training runs create them for the others.
 NOTEBOOKS = ("theorem1", "hdm_dynamics", "fig2", "table1", "fig1", "fig3")
+
+
+class ParamError(SystemExit):
+    """A bad ``--param`` (one-line message). ``main`` prints it as ``hdm reproduce: error: ...`` and exits with
+    status 2; raised elsewhere it ends the process with the message, as any ``SystemExit`` with text does."""
 
 
 def notebook_path(name: str) -> Path:
@@ -81,7 +88,7 @@ def check_params(parameters: dict, names) -> None:
     unknown = sorted(set(parameters) - known)
     if unknown:
         listing = "; ".join(f"{name}: {', '.join(sorted(keys))}" for name, keys in declared.items())
-        raise SystemExit(f"--param {', '.join(unknown)}: declared by none of the notebooks run ({listing})")
+        raise ParamError(f"--param {', '.join(unknown)}: declared by none of the notebooks run ({listing})")
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -90,27 +97,34 @@ def parse_params(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip().isidentifier():
-            raise SystemExit(f"--param expects KEY=VALUE with a Python name as KEY, got {pair!r}")
+            raise ParamError(f"--param expects KEY=VALUE with a Python name as KEY, got {pair!r}")
         if key.strip() == "scale":
-            raise SystemExit("set the scale with --scale, not --param")
+            raise ParamError("set the scale with --scale, not --param")
         try:
             parameters[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as error:
-            raise SystemExit(f"--param {key}: VALUE must be YAML ({error})") from None
+            reason = " ".join(str(getattr(error, "problem", None) or error).split())
+            raise ParamError(
+                f"--param {key}: VALUE must be YAML (e.g. 'seeds=[0, 1]'), got {value!r}: {reason}"
+            ) from None
     return parameters
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hdm reproduce", description=__doc__,
+    parser = argparse.ArgumentParser(prog="hdm reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="default", choices=SCALES)
     parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="notebook parameter, VALUE in YAML (e.g. 'seeds=[0, 1]'); repeatable")
     args = parser.parse_args(argv)
-    parameters = parse_params(args.param)
     names = args.only or [n for n in NOTEBOOKS if (NOTEBOOKS_DIR / f"{n}.ipynb").exists()]
-    check_params(parameters, names)
+    try:
+        parameters = parse_params(args.param)
+        check_params(parameters, names)
+        check_parameters(**parameters)  # what each notebook's first cell checks, before any notebook runs
+    except (ParamError, ValueError) as error:
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(error).split())}\n")
     total = time.perf_counter()
     for name in names:
         start = time.perf_counter()
@@ -118,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             output = run_notebook(name, args.scale, parameters)
         except Exception as exc:  # papermill's PapermillExecutionError names the cell and the error
-            raise SystemExit(f"{name}: failed after {time.perf_counter() - start:.0f} s: "
-                             f"{' '.join(str(exc).split())[:2000]}") from None
+            cell = f" in cell {exc.exec_count}" if getattr(exc, "exec_count", None) else ""
+            error = f"{exc.ename}: {exc.evalue}" if getattr(exc, "ename", None) else f"{type(exc).__name__}: {exc}"
+            raise SystemExit(f"{parser.prog}: {name} failed after {time.perf_counter() - start:.0f} s{cell}: "
+                             f"{' '.join(error.split())[:500]} (the executed notebook, with its traceback: "
+                             f"{RESULTS / 'notebooks' / args.scale / (name + '.ipynb')})") from None
         print(f"{time.strftime('%H:%M:%S')} {name}: done in {time.perf_counter() - start:.1f} s -> {output}",
               file=sys.stderr, flush=True)
     print(f"reproduce ({args.scale}): {len(names)} notebooks in {time.perf_counter() - total:.1f} s")

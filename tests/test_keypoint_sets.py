@@ -249,3 +249,30 @@ def test_pck_normalised_by_joints_and_pckh_in_any_spelling():
     vis16, head = rng.random((4, 16)) > 0.2, np.full(4, 40.0)
     short = pckh(pred16, gt16, vis16, head)  # MPII_JOINTS spelling (r_ankle...)
     assert short.equals(pckh(pred16, gt16, vis16, head, joint_names=MPII.names))  # right_ankle...
+
+
+# ---------------------------------------------------------------- files as they ship
+
+
+def test_a_skeleton_that_does_not_fit_is_dropped_with_a_warning(tmp_path, caplog):
+    # was: AnnotationError "skeleton edge [16, 14] must be two 1-based keypoint indices in 1..14": real CrowdPose
+    # files (COCO's 17-joint skeleton beside 14 keypoints) refused over a field used only for drawing
+    data = json.loads((FIXTURES / "crowdpose.json").read_text())
+    data["categories"][0]["skeleton"] = [[a + 1, b + 1] for a, b in COCO.skeleton]  # as CrowdPose ships it
+    path = tmp_path / "crowdpose.json"
+    path.write_text(json.dumps(data))
+    with caplog.at_level("WARNING", logger="hdm.data"):
+        ds = CocoTopDown(path, FIXTURES, *SMALL)
+    assert ds.joint_set.name == "crowdpose" and ds.joint_set.skeleton == CROWDPOSE.skeleton and len(ds) == 3
+    assert str(path) in caplog.text and "skeleton" in caplog.text and "[16, 14]" in caplog.text
+    assert "skeleton" not in ds.coco.cats[1]
+    assert oracle_evaluate(ds, "subpixel_dot", "local_com")["AP"] == pytest.approx(1.0)
+    # a custom set: 0-based edges, and a skeleton that is not a list of pairs
+    for skeleton in ([[0, 1], [1, 2]], "nose-eye", [[1, 2, 3]]):
+        data = json.loads((FIXTURES / "animal.json").read_text())
+        data["categories"][0]["skeleton"] = skeleton
+        path.write_text(json.dumps(data))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hdm.data"):
+            ds = CocoTopDown(path, FIXTURES, *SMALL, sigmas="uniform")
+        assert ds.joint_set.skeleton == () and len(ds) == 3 and "skeleton" in caplog.text

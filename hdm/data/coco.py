@@ -128,6 +128,13 @@ def keypoint_category(api, joint_set=None, sigmas=None, source: str = "the annot
 person_category = keypoint_category  # the name used before other keypoint sets were supported
 
 
+def annotation_joint_set(ann_file: Path | str, joint_set=None, sigmas=None) -> JointSet:
+    """The joint set ``CocoTopDown(ann_file, ..., joint_set=joint_set, sigmas=sigmas)`` resolves, without its
+    records or images (a check before training: e.g. ``.require_sigmas()``)."""
+    api = load_coco(ann_file)
+    return keypoint_category(api, joint_set, None if sigmas is None else list(sigmas), str(ann_file))[1]
+
+
 def clean_box(bbox, width: int, height: int) -> np.ndarray | None:
     """HRNet's box sanitising: clip ``(x, y, w, h)`` image px to the image; None if nothing is left."""
     x, y, w, h = (float(v) for v in bbox)

@@ -257,14 +257,18 @@ class JointSet:
         return flip_permutation(self.num_joints, self.require_flip_pairs())
 
     def require_sigmas(self) -> np.ndarray:
-        """(K,) float64 OKS sigmas, or ``JointSetError`` telling the user how to give them."""
+        """(K,) float64 OKS sigmas, or ``JointSetError`` telling the user how to give them (on the command line
+        and in Python)."""
         if self.sigmas is None:
-            preview = ", ".join(self.names[:6]) + (", ..." if self.num_joints > 6 else "")
+            k = self.num_joints
+            preview = ", ".join(self.names[:6]) + (", ..." if k > 6 else "")
+            uniform = ",".join([f"{UNIFORM_SIGMA:g}"] * k)
             raise JointSetError(
-                f"joint set {self.name!r} ({self.num_joints} joints: {preview}) has no OKS sigmas, so COCO AP cannot "
-                f"be computed: give one sigma per joint (CocoTopDown(..., sigmas=[...]) or "
-                f"coco_keypoint_eval(..., sigmas=[...])), name a built-in set (joint_set= one of {sorted(JOINT_SETS)}), "
-                f"or ask for sigmas='uniform' ({UNIFORM_SIGMA} for every joint)"
+                f"joint set {self.name!r} ({k} joints: {preview}) has no OKS sigmas, so COCO AP cannot be computed: "
+                f"give one sigma per joint (command line: --set sigmas=s1,...,s{k}; Python: CocoTopDown(..., "
+                f"sigmas=[...]) or coco_keypoint_eval(..., sigmas=[...])), name a built-in set (--set joint_set=NAME "
+                f"or joint_set=NAME, one of {sorted(JOINT_SETS)}), or take {UNIFORM_SIGMA} for every joint "
+                f"(--set sigmas={uniform}; Python: sigmas='uniform')"
             )
         return np.asarray(self.sigmas, dtype=np.float64)
 
