@@ -24,8 +24,8 @@ def _not_finite(name: str) -> ValueError:
 
 def _check_floating(pred: torch.Tensor, name: str = "pred_heatmaps") -> None:
     if not pred.is_floating_point():
-        raise ValueError(f"{name} must be floating point (float32/64, or float16/bfloat16 under AMP), got {pred.dtype}: "
-                         f"pass {name}.float()")
+        raise ValueError(f"{name} must be floating point (float32/64, or float16/bfloat16 under AMP), got "
+                         f"{pred.dtype}: pass {name}.float()")
 
 
 def _check_heatmaps(pred: torch.Tensor, name: str = "pred_heatmaps", finite: bool = True) -> None:

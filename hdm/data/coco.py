@@ -15,7 +15,7 @@ Which persons (as HRNet):
 
 A box of zero size (clipped to a point: width and height both 0, e.g. ``w = h = 0`` or a sub-pixel box) has no
 crop: such persons are skipped with one warning per file naming the annotation ids (detections: their
-positions in the file). HRNet keeps them and warps with a zero scale; a zero-width box with a height, like a
+positions in the file); COCOeval still counts a skipped person's labelled joints, as a miss. HRNet keeps them and warps with a zero scale; a zero-width box with a height, like a
 zero-height one with a width, still crops (at the model's aspect ratio) and is kept.
 
 The images' ``width`` and ``height`` clip the boxes; they are checked against the decoded image when a sample

@@ -221,8 +221,8 @@ def validate_coco(data, path: Path | str) -> dict:
             )
         if not _is_id(ann["id"]):
             raise AnnotationError(
-                f"{path}: annotation #{n} has id {with_type(ann['id'])}; annotation ids must be integers (COCO format): "
-                "write them as numbers"
+                f"{path}: annotation #{n} has id {with_type(ann['id'])}; annotation ids must be integers (COCO "
+                "format): write them as numbers"
             )
         if ann["id"] in ann_ids:
             raise AnnotationError(f"{path}: annotation id {ann['id']} appears twice; annotation ids must be unique")
