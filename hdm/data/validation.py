@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from numbers import Number
+from numbers import Integral, Number
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +62,11 @@ def _finite(v) -> bool:
 
 
 def _is_id(v) -> bool:
-    """An integer id (an integral float reads as one too; bool does not)."""
-    return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+    """An integer id: a Python or NumPy integer, or an integral float (it looks ids up as the integer does); not
+    a bool, not a string."""
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    return isinstance(v, Integral) or (isinstance(v, float) and v.is_integer())
 
 
 def with_type(v) -> str:
