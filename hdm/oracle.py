@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 
 from hdm.data.errors import EmptyDatasetError
+from hdm.data.transforms import check_header_size
 from hdm.decode import DECODERS
 from hdm.engine.prediction import decode_to_image
 from hdm.metrics import coco_keypoint_eval, make_coco_results
@@ -172,6 +173,11 @@ def _geometry(dataset, predict_unlabelled: bool) -> dict[str, torch.Tensor]:
     if getattr(dataset, "train", False):
         raise ValueError("the oracle needs a validation dataset (train=False): training crops are augmented")
     samples = [dataset.sample_geometry(i) for i in range(len(dataset))]
+    checked = set()
+    for record in getattr(dataset, "records", ()):  # the json's image sizes place the crops: check them once
+        if record.image_path not in checked:
+            checked.add(record.image_path)
+            check_header_size(record)
     if any(int(s["annotation_id"]) < 0 for s in samples):
         raise ValueError("the oracle needs ground-truth boxes (boxes='gt'): detector boxes carry no joints")
     if not predict_unlabelled:

@@ -378,6 +378,19 @@ def test_json_image_size_is_checked_against_the_decoded_image(tmp_path):
     assert ds[ok]["image"].shape == (3, 256, 192)
 
 
+
+def test_the_oracle_checks_json_image_sizes_without_decoding(tmp_path):
+    # was: the oracle reads no pixels, so swapped width/height dropped persons silently (AP 1.0 -> 0.63, exit 0)
+    from hdm.oracle import oracle_evaluate
+
+    data = coco_dict()
+    image = data["images"][0]
+    image["width"], image["height"] = image["height"], image["width"]
+    path = write(tmp_path, data)
+    with pytest.raises(AnnotationError) as err:
+        oracle_evaluate(CocoTopDown(path, COCO_DIR, train=False), "subpixel_dot", "local_com")
+    one_line(err, image["file_name"], "640 x 425", "width 425, height 640", str(path))
+
 def test_stale_num_keypoints_are_recomputed_with_one_warning(tmp_path, caplog):
     # was: num_keypoints 0 on labelled persons made COCOeval ignore them: AP NaN, no message
     from pycocotools.coco import COCO

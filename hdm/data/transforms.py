@@ -226,6 +226,19 @@ def check_decoded_size(record: PersonRecord, image: np.ndarray) -> None:
         )
 
 
+def check_header_size(record: PersonRecord) -> None:
+    """:func:`check_decoded_size` from the image file's header alone (no decode): for paths that never read the
+    pixels (the oracle). A file PIL cannot open is left to the decoding path, which names it."""
+    if record.size_source is None or record.image_size is None or not Path(record.image_path).is_file():
+        return
+    try:
+        with Image.open(record.image_path) as im:
+            width, height = im.size
+    except (OSError, ValueError):
+        return
+    check_decoded_size(record, np.empty((height, width, 0), np.uint8))
+
+
 def warp_image(image: np.ndarray, matrix: np.ndarray, output_hw: tuple[int, int]) -> np.ndarray:
     """Bilinear crop: output pixel ``q`` samples ``image`` at ``matrix^-1 q``; zeros outside the image.
 
