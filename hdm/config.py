@@ -142,13 +142,13 @@ class Config:
         """The fields that can change this run's results, as json-able values: every field of the resolved
         config but ``NOT_IDENTITY`` and the fields this dataset/method never reads (synthetic_preset and data_seed
         off synthetic, val_boxes off coco, method keys the method does not read: ``hdm.methods``); plus the
-        synthetic generator's version, and the identity of the ``init_from`` run. Runs on another device or
+        synthetic generator's code hash, and the identity of the ``init_from`` run. Runs on another device or
         world size share the identity."""
         cfg = self.resolved().to_dict()
         for name in NOT_IDENTITY:
             cfg.pop(name)
         if self.dataset == "synthetic":
-            cfg["synthetic_generator"] = synthetic.GENERATOR_VERSION
+            cfg["synthetic_generator"] = synthetic.generator_version()
         else:
             cfg.pop("synthetic_preset")
             cfg.pop("data_seed")
@@ -509,7 +509,7 @@ class PretrainConfig:
         cfg = self.to_dict()
         for name in ("method", "scale", "num_workers", "device", "code_modules"):
             cfg.pop(name)
-        return {"task": "part_segmentation", "synthetic_generator": synthetic.GENERATOR_VERSION, **cfg}
+        return {"task": "part_segmentation", "synthetic_generator": synthetic.generator_version(), **cfg}
 
 
 #: Pretraining sizes by pose scale (others use the ``PretrainConfig`` defaults): smoke pretrains in seconds.

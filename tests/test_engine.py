@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -537,3 +538,163 @@ def test_pretrained_start_takes_the_backbone_and_a_fresh_head(roots, runs_dir):
     assert torch.equal(model["final_layer.weight"], scratch["final_layer.weight"])  # HRNet's head init, same seed
     assert not all(torch.equal(model[k], scratch[k]) for k in shared)
     assert train(cfg, **SMOKE).done  # the whole pose run from the pretrained start
+
+
+# ------------------------------------------------------------------------------------------------ nothing silent, round two
+
+SAMPLES = Path(__file__).parent / "data"
+
+
+def _coco_layout(root: Path, shift_px: float = 0.0) -> Path:
+    """The real COCO sample (4 images, 14 persons) as train2017 and val2017 under ``root/coco``, every labelled
+    keypoint moved ``shift_px`` to the right (and back inside the image). Returns ``root``."""
+    data = json.loads((SAMPLES / "coco" / "test_coco.json").read_text())
+    widths = {image["id"]: image["width"] for image in data["images"]}
+    for ann in data["annotations"]:
+        kps = ann["keypoints"]
+        for j in range(0, len(kps), 3):
+            if kps[j + 2] > 0:
+                x = kps[j] + shift_px
+                kps[j] = x if x < widths[ann["image_id"]] else kps[j] - shift_px
+    for split in ("train2017", "val2017"):
+        paths = coco_paths(root / "coco", split=split)
+        runs.write_json(paths.ann_file, data)
+        paths.image_dir.mkdir(parents=True, exist_ok=True)
+        for image in (SAMPLES / "coco").glob("*.jpg"):
+            shutil.copy(image, paths.image_dir / image.name)
+    return root
+
+
+def _mpii_layout(root: Path) -> Path:
+    """The MPII sample (5 persons) as annot/train.json and annot/valid.json under ``root/mpii``. Returns ``root``."""
+    annot = root / "mpii" / "annot"
+    annot.mkdir(parents=True)
+    for name in ("train.json", "valid.json"):
+        shutil.copy(SAMPLES / "mpii" / "test_mpii.json", annot / name)
+    shutil.copytree(SAMPLES / "mpii", root / "mpii" / "images", ignore=shutil.ignore_patterns("*.json"))
+    return root
+
+
+def test_other_data_is_another_run(roots, runs_dir, tmp_path, monkeypatch):
+    """Issue #18, item 1: the same config on other data (every keypoint moved 15 px) was served the cached run of
+    the old data. The data's fingerprint is part of the run's identity, recorded in config.json and provenance."""
+    monkeypatch.setenv("HDM_DATA", str(_coco_layout(tmp_path / "data")))
+    cfg = preset("smoke", "hdm", dataset="coco", batch_size=4, epochs=1)
+    first = train(cfg, **SMOKE)
+    _coco_layout(tmp_path / "data", shift_px=15.0)
+
+    def stop(epoch, row):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):  # trained, not served from the cache
+        train(cfg, on_epoch_end=stop, **SMOKE)
+    assert runs.run_dir(cfg) != first.dir and first.done
+    assert first.config_dict["identity"]["data"] != runs.run_identity(cfg)["data"]
+    assert str(coco_paths(split="val2017").ann_file) in json.dumps(first.provenance["data"])
+
+
+def test_the_run_hash_covers_each_datasets_files_not_where_they_are(roots, tmp_path, monkeypatch):
+    coco, mpii = preset("smoke", "hdm", dataset="coco"), preset("smoke", "hdm", dataset="mpii")
+    monkeypatch.setenv("HDM_DATA", str(_mpii_layout(_coco_layout(tmp_path / "a"))))
+    hashes = {runs.run_hash(coco), runs.run_hash(mpii)}
+    monkeypatch.setenv("HDM_DATA", str(_mpii_layout(_coco_layout(tmp_path / "b"))))  # the same files elsewhere
+    assert {runs.run_hash(coco), runs.run_hash(mpii)} == hashes
+    images, mpii_dir = tmp_path / "b" / "coco" / "images", tmp_path / "b" / "mpii"
+    changes = [  # each one is other data
+        lambda: _coco_layout(tmp_path / "b", shift_px=15.0),  # every keypoint moved 15 px
+        lambda: shutil.copy(SAMPLES / "coco" / "000000000785.jpg", images / "train2017" / "extra.jpg"),  # an image more
+        lambda: (images / "val2017" / "000000000785.jpg").rename(images / "val2017" / "000000000786.jpg"),  # renamed
+        lambda: (mpii_dir / "annot" / "valid.json").write_text(json.dumps(
+            json.loads((SAMPLES / "mpii" / "test_mpii.json").read_text())[:4])),  # a person fewer
+        lambda: (mpii_dir / "annot" / "gt_valid.mat").write_bytes(b"head boxes"),  # head boxes added
+        lambda: (mpii_dir / "images" / "004645041.jpg").write_bytes(b"cut"),  # an image cut
+    ]  # fmt: skip
+    seen = {runs.run_hash(coco), runs.run_hash(mpii)}
+    for change in changes:
+        change()
+        now = {runs.run_hash(coco), runs.run_hash(mpii)}
+        assert len(now - seen) == 1, change  # one of the two datasets is another run
+        seen |= now
+    assert "data" in runs.run_identity(preset("smoke", "hdm"))  # synthetic data too
+
+
+def test_a_folder_holding_another_run_is_refused(gaussian_run, runs_dir, capsys):
+    """Issue #18, item 3: the seed-0 run copied into the seed-1 run's folder was served as seed 1."""
+    seed1 = preset("smoke", "gaussian", seed=1)
+    impostor = runs_dir / runs.run_dir(seed1).name
+    shutil.copytree(gaussian_run.dir, impostor)
+    with pytest.raises(runs.DamagedRunError, match=re.escape(str(impostor))):
+        train(seed1, **SMOKE)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--scale", "smoke", "--method", "gaussian", "--seed", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and impostor.name in err and "delete" in err
+    assert runs.status(runs.Run(impostor)) == "damaged"
+
+
+def test_an_edited_evaluation_cache_is_refused(damaged_copy, capsys):
+    """Issue #18, item 4: an edited ``eval/<key>.json`` was served as the run's numbers."""
+    computed = evaluate(damaged_copy, decoder="local_com", flip_test=False, progress=False)
+    path = damaged_copy / runs.EVAL_DIR / "local_com-flip0.json"
+    saved = json.loads(path.read_text())
+    saved["metrics"]["PCK"] = 0.999
+    path.write_text(json.dumps(saved))
+    with pytest.raises(runs.DamagedRunError, match=re.escape(str(path)) + ".*refresh"):
+        evaluate(damaged_copy, decoder="local_com", flip_test=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--run", str(damaged_copy), "--decoder", "local_com", "--no-flip-test"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and path.name in err
+    assert evaluate(damaged_copy, decoder="local_com", flip_test=False, refresh=True, progress=False) == computed
+
+
+def test_a_done_that_lists_too_few_files_is_refused(damaged_copy):
+    """Issue #18, item 4: a ``done`` without checksums (or without final.pt's) served a truncated final.pt."""
+    done = damaged_copy / runs.DONE
+    manifest = json.loads(done.read_text())
+    final = damaged_copy / runs.FINAL
+    final.write_bytes(final.read_bytes()[:1000])
+    del manifest["files"][runs.FINAL]
+    done.write_text(json.dumps(manifest))
+    with pytest.raises(runs.DamagedRunError, match=re.escape(runs.FINAL)):
+        train(preset("smoke", "gaussian", seed=0), **SMOKE)
+    done.write_text(json.dumps({**manifest, "files": {}}))
+    with pytest.raises(runs.DamagedRunError, match=re.escape(str(done))):
+        train(preset("smoke", "gaussian", seed=0), **SMOKE)
+
+
+def test_a_run_finished_while_waiting_for_the_lock_is_served(gaussian_run, runs_dir, monkeypatch):
+    """Issue #18, item 10: a trainer that got the lock after another process finished the run trained it again."""
+    acquire = runs.RunLock.acquire
+
+    def finished_by_another_process(lock):
+        shutil.copytree(gaussian_run.dir, lock.path.parent, ignore=shutil.ignore_patterns(runs.LOCK), dirs_exist_ok=True)
+        acquire(lock)
+
+    def never(epoch, row):
+        raise AssertionError("a finished run must not train again")
+
+    monkeypatch.setattr(runs.RunLock, "acquire", finished_by_another_process)
+    run = train(preset("smoke", "gaussian", seed=0), on_epoch_end=never, **SMOKE)
+    assert run.dir.parent == runs_dir and run.done
+    for name in (runs.FINAL, runs.DONE, runs.PROVENANCE):
+        assert (run.dir / name).read_bytes() == (gaussian_run.dir / name).read_bytes(), name
+    with runs.RunLock(run.dir):  # released
+        pass
+
+
+def test_an_unwritable_eval_folder_fails_before_computing(damaged_copy, monkeypatch, capsys):
+    """Issue #18, item 10: an eval/ that cannot be written computed the evaluation, then lost it."""
+    shutil.rmtree(damaged_copy / runs.EVAL_DIR, ignore_errors=True)
+    (damaged_copy / runs.EVAL_DIR).write_text("")  # in the way: an OSError even for root, like a read-only disk
+
+    def computed(*args, **kwargs):
+        raise AssertionError("evaluated although the result cannot be saved")
+
+    monkeypatch.setattr(engine_evaluation, "validate", computed)
+    with pytest.raises(OSError, match=re.escape(str(damaged_copy / runs.EVAL_DIR))):
+        evaluate(damaged_copy, decoder="local_com", flip_test=True)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--run", str(damaged_copy), "--decoder", "local_com", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and str(damaged_copy / runs.EVAL_DIR) in err

@@ -156,3 +156,40 @@ def test_run_reads_back_and_rejects_non_runs(tmp_path, monkeypatch):
     assert [r.dir for r in runs.list_runs()] == [folder]
     assert runs.list_runs(tmp_path / "missing") == []
     assert isinstance(run.metrics, pd.DataFrame)
+
+
+def test_runs_lists_a_config_that_is_not_an_object_as_damaged(tmp_path, monkeypatch, capsys):
+    """Issue #18: a config.json holding a json list crashed ``hdm runs`` (AttributeError) and hid every other run."""
+    from hdm import cli
+
+    monkeypatch.setenv("HDM_RUNS", str(tmp_path))
+    runs.write_json(tmp_path / "gaussian-smoke-000000000000" / runs.CONFIG, [1, 2])
+    runs.write_json(tmp_path / "gaussian-smoke-111111111111" / runs.CONFIG, {"identity": ["not", "a", "dict"]})
+    runs.write_json(tmp_path / "hdm-smoke-222222222222" / runs.CONFIG,
+                    {"method": "hdm", "hash": "222222222222", "identity": {"code": runs.code_version()}})  # fmt: skip
+    assert cli.main(["runs"]) == 0
+    listed = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [(word, path.rsplit("/", 1)[1]) for word, path in listed] == [
+        ("damaged", "gaussian-smoke-000000000000"), ("damaged", "gaussian-smoke-111111111111"),
+        ("open", "hdm-smoke-222222222222")]  # fmt: skip
+    with pytest.raises(runs.DamagedRunError, match=r"config\.json.*not a json object.*delete"):
+        runs.Run(tmp_path / "gaussian-smoke-000000000000").config_dict
+
+
+@pytest.mark.parametrize("write", ["json", "torch", "npz", "text"])
+def test_a_failed_write_names_the_path(tmp_path, monkeypatch, write):
+    """Issue #18: a full disk (ENOSPC) said "[Errno 28] No space left on device" and named no file."""
+    import errno
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs.os, "replace", full)
+    target = tmp_path / "hdm-smoke-0123456789ab" / f"file.{write}"
+    writer = {"json": lambda: runs.write_json(target, {"v": 1}), "torch": lambda: runs.save_torch(target, {"v": 1}),
+              "npz": lambda: runs.save_npz(target, {"v": np.zeros(3)}), "text": lambda: runs.write_text(target, "v")}
+    with pytest.raises(OSError) as error:  # what the command line prints as one line, exit status 2
+        writer[write]()
+    message = str(error.value)
+    assert str(target) in message and "No space left on device" in message and "\n" not in message, message
+    assert not any(".tmp-" in p.name for p in target.parent.iterdir())  # the temporary file is gone

@@ -201,3 +201,49 @@ def test_render_preview_writes_a_grid(sample, tmp_path):
     assert grid.shape == (2 * 2 * 256, 3 * 2 * 256, 3)
     assert math.isclose(float(grid[512:, 512:].mean()), 255.0)  # the two unused cells are blank
     assert float(grid[:512, :512].std()) > 10.0  # a drawn sample
+
+
+def _edited_package(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of the ``hdm`` package with ``old`` replaced by ``new`` in ``data/synthetic.py``; returns the folder
+    to put on PYTHONPATH."""
+    import shutil
+
+    root = tmp_path / "edited"
+    shutil.copytree(Path(synthetic.__file__).parents[1], root / "hdm", ignore=shutil.ignore_patterns("__pycache__"))
+    source = root / "hdm" / "data" / "synthetic.py"
+    text = source.read_text()
+    assert text.count(old) == 1, old
+    source.write_text(text.replace(old, new))
+    return root
+
+
+def _cached_folders(package: Path, data: Path) -> list[str]:
+    """The synthetic smoke val split's and a 1-image parts split's cache folders, as ``package`` computes them."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from hdm.data import synthetic, parts; print(synthetic.synthetic_split('smoke', 'val', 0)[0].parents[1]); "
+            "print(parts.parts_split(1, 0))")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(package), "HDM_DATA": str(data)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=package, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+def test_a_change_of_the_generator_code_regenerates_the_caches(tmp_path, monkeypatch):
+    """Issue #18, item 2: the caches were keyed by a hand-bumped version, so a real change of the drawing (here
+    the image noise) was served the old images. Now any code change of the generator is another cache folder
+    (its syntax hash; docs and comments do not count)."""
+    from hdm.data import parts
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("HDM_DATA", str(data))
+    ours = [str(synthetic.synthetic_split("smoke", "val", 0)[0].parents[1]), str(parts.parts_split(1, 0))]
+    noisier = _cached_folders(_edited_package(tmp_path / "a", "uniform(1.0, 6.0)", "uniform(40.0, 60.0)"), data)
+    assert noisier[0] != ours[0] and noisier[1] != ours[1]
+    first = sorted(Path(noisier[0]).rglob("*.jpg"))[0]
+    assert first.read_bytes() != (Path(ours[0]) / "images" / "val" / first.name).read_bytes()  # drawn anew
+    comment = _cached_folders(_edited_package(tmp_path / "b", "# from washed-out to vivid", "# another comment"), data)
+    assert comment == ours  # a comment is not code: the cache is kept

@@ -8,14 +8,16 @@ arm, forearm, hand, thigh, shin, foot), of every figure in the crop; occluders a
 No joint position is a target.
 
 Images come from their own stream (split ``"pretrain"``), disjoint from the train/val images of every preset,
-and are cached under ``data_root()/synthetic/parts_<n>_seed<s>_v<version>/`` (``images/<id>.jpg``,
-``parts/<id>.png``, ``people.json`` with each figure's box), written atomically like ``synthetic_split``.
+and are cached under ``data_root()/synthetic/parts_<n>_<W>x<H>_seed<s>_g<code hash>/`` (``images/<id>.jpg``,
+``parts/<id>.png``, ``people.json`` with each figure's box), written atomically like ``synthetic_split``; the code
+hash (``generator_version``) covers the generator and this module, so a code change regenerates them.
 
 Legend: H x W input-crop px, h x w label px (= heatmap px, H / 4).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -29,6 +31,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from hdm import codehash
 from hdm.data import synthetic
 from hdm.data.transforms import normalize_image, warp_image
 from hdm.geometry import box_to_center_scale, crop_matrix, hflip_matrix
@@ -57,10 +60,18 @@ def part_labels(labels: np.ndarray) -> np.ndarray:
     return classes.astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=1)
+def generator_version() -> str:
+    """12 hex digits of the syntax hash of the code that draws the pretraining images and labels (the synthetic
+    generator and this module): part of the cache folder's name, so a code change regenerates them."""
+    files = [Path(synthetic.__file__), Path(__file__)]
+    return codehash.syntax_hash(files, salt="synthetic parts")[:12]
+
+
 def parts_split(num_images: int, seed: int = 0, image_size: tuple[int, int] = (256, 256)) -> Path:
     """The cached pretraining images, generated if missing; returns the folder. image_size: (W, H) px."""
     width, height = (int(v) for v in image_size)
-    name = f"parts_{num_images}_{width}x{height}_seed{seed}_v{synthetic.GENERATOR_VERSION}"
+    name = f"parts_{num_images}_{width}x{height}_seed{seed}_g{generator_version()}"
     folder = data_root() / "synthetic" / name
     if (folder / "people.json").is_file():
         return folder

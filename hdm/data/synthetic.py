@@ -39,6 +39,10 @@ The ``default`` preset (1200 train + 300 val images, 256 x 256, seed 0) has abou
 labelled joints per person, 23 % of them occluded (v=1), and 3 % small / 64 % medium / 33 % large instances by
 COCOeval's area ranges; it is generated in about 17 s on a 2-core CPU (``benchmarks/synthetic_speed.py``).
 
+Cache key: a cache folder is named by the preset, split, seed and ``generator_version()``, the syntax hash of this
+module (``hdm.codehash``): any change of its code (not of a docstring or comment) is another folder, generated
+on first use, so changed drawing code never serves images drawn by the old code.
+
 Cache integrity: ``synthetic_split`` writes ``manifest.json`` (size and SHA-1 of the json and of every image) into
 each cache folder and checks it whenever the split is asked for (about 0.1 s for the ``default`` preset); a
 truncated json, a missing, cut or altered image makes it regenerate the split (deterministic from its seed)
@@ -47,12 +51,13 @@ parses and validates, every listed image is present with its JPEG end marker).
 
 Public API: ``generate`` (write one split), ``synthetic_split`` (cached presets ``smoke`` / ``default``),
 ``cache_problem``,
-``dataset_statistics``, ``render_preview``.
+``generator_version``, ``dataset_statistics``, ``render_preview``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -68,14 +73,21 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from hdm import codehash
 from hdm.data.errors import AnnotationError
 from hdm.data.validation import read_json, truncation, validate_coco
 from hdm.paths import data_root
 
 log = logging.getLogger(__name__)
 
-# Bump whenever the generated pixels or annotations change: it is part of every cache folder's name.
-GENERATOR_VERSION = 1
+
+
+@functools.lru_cache(maxsize=1)
+def generator_version() -> str:
+    """12 hex digits of this module's syntax hash (``hdm.codehash``): part of every cache folder's name, so any
+    change of the drawing code regenerates the data (docstrings and comments do not count)."""
+    return codehash.syntax_hash([Path(__file__)], salt="synthetic generator")[:12]
+
 
 KEYPOINT_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -644,7 +656,7 @@ def generate(
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
                                 **person})  # fmt: skip
     dataset = {
-        "info": {"description": "hdm synthetic human poses", "version": GENERATOR_VERSION, "split": split,
+        "info": {"description": "hdm synthetic human poses", "version": generator_version(), "split": split,
                  "seed": seed},  # fmt: skip
         "licenses": [],
         "images": images,
@@ -656,9 +668,9 @@ def generate(
 
 
 def _cache_name(preset: str, split: str, seed: int) -> str:
-    """Cache folder name: preset, split, seed, generator version and a hash of the preset's sizes."""
+    """Cache folder name: preset, split, seed, the generator's code hash and a hash of the preset's sizes."""
     digest = hashlib.sha1(json.dumps(asdict(PRESETS[preset]), sort_keys=True).encode()).hexdigest()[:8]
-    return f"{preset}_{split}_seed{seed}_v{GENERATOR_VERSION}_{digest}"
+    return f"{preset}_{split}_seed{seed}_g{generator_version()}_{digest}"
 
 
 MANIFEST = "manifest.json"

@@ -1,4 +1,5 @@
-"""The datasets of a run, built from its config: ``build_data(cfg)``.
+"""The datasets of a run, built from its config: ``build_data(cfg)``, from the files ``hdm.data.sources`` names
+(and fingerprints for the run's identity).
 
 A dataset knows nothing about methods: it yields image crops, joints in heatmap px, their visibility and the
 crop geometry (``hdm.data``). Missing files raise ``hdm.data.DatasetNotFoundError`` (nothing is downloaded).
@@ -13,7 +14,8 @@ import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from hdm.config import Config
-from hdm.data import CocoTopDown, MpiiTopDown, coco_paths, mpii_paths, synthetic
+from hdm.data import CocoTopDown, MpiiTopDown
+from hdm.data.sources import data_sources
 
 log = logging.getLogger(__name__)
 
@@ -72,27 +74,24 @@ def build_data(cfg: Config, train: bool = True) -> Data:
     """
     sizes = dict(input_hw=tuple(cfg.input_hw), heatmap_hw=tuple(cfg.heatmap_hw))
     keypoints = dict(joint_set=cfg.joint_set, sigmas=None if cfg.sigmas is None else list(cfg.sigmas))
+    sources = data_sources(cfg, train)  # the files the run's identity fingerprints (hdm.data.sources)
     train_set = detections = None
     if cfg.dataset == "mpii":
-        paths = mpii_paths()
-        gt_valid = paths.gt_valid if paths.gt_valid.is_file() else None
-        val = MpiiTopDown(paths.valid, paths.image_dir, train=False, gt_valid=gt_valid, **sizes)
+        gt_valid = sources["head_boxes"] if sources["head_boxes"].is_file() else None
+        val = MpiiTopDown(sources["val_annotations"], sources["images"], train=False, gt_valid=gt_valid, **sizes)
         if gt_valid is None:
-            log.warning("%s is missing: MPII validation reports PCK, not PCKh (no head sizes)", paths.gt_valid)
+            log.warning("%s is missing: MPII validation reports PCK, not PCKh (no head sizes)", sources["head_boxes"])
         if train:
-            train_set = MpiiTopDown(paths.train, paths.image_dir, train=True, **sizes, **augmentation(cfg))
+            train_set = MpiiTopDown(sources["train_annotations"], sources["images"], train=True, **sizes,
+                                    **augmentation(cfg))  # fmt: skip
     else:
-        if cfg.dataset == "synthetic":
-            train_files = synthetic.synthetic_split(cfg.synthetic_preset, "train", cfg.data_seed) if train else None
-            val_files = synthetic.synthetic_split(cfg.synthetic_preset, "val", cfg.data_seed)
-        else:
-            train_files, val_files = coco_paths(split="train2017")[:2], coco_paths(split="val2017")[:2]
-        val = CocoTopDown(*val_files, train=False, **sizes, **keypoints)
-        if cfg.dataset == "coco" and cfg.val_boxes == "detections":
-            detections = CocoTopDown(*val_files, train=False, boxes=coco_paths(split="val2017").detections, **sizes,
-                                     **keypoints)  # fmt: skip
+        val = CocoTopDown(sources["val_annotations"], sources["val_images"], train=False, **sizes, **keypoints)
+        if "detections" in sources:
+            detections = CocoTopDown(sources["val_annotations"], sources["val_images"], train=False,
+                                     boxes=sources["detections"], **sizes, **keypoints)  # fmt: skip
         if train:
-            train_set = CocoTopDown(*train_files, train=True, **sizes, **augmentation(cfg), **keypoints)
+            train_set = CocoTopDown(sources["train_annotations"], sources["train_images"], train=True, **sizes,
+                                    **augmentation(cfg), **keypoints)  # fmt: skip
     val_ids = np.array([r.image_id for r in val.records])
     val_indices = whole_image_prefix(val_ids, cfg.max_val_samples)
     subset = cfg.max_val_samples is not None and len(val_indices) < len(val)

@@ -28,6 +28,7 @@ from hdm.engine.data import Data, build_data
 from hdm.engine.prediction import DIAGNOSTICS, predict
 from hdm.geometry import BOX_PADDING, PIXEL_STD
 from hdm.metrics import coco_keypoint_eval, localisation_error, make_coco_results, pck_bbox, pckh
+from hdm.data.sources import VALIDATION, data_fingerprint, without_paths
 from hdm.runs import Run, open_run
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
@@ -131,9 +132,12 @@ def evaluate(run: Run | str | Path, decoder: str | None = None, flip_test: bool 
         refresh: recompute even when the cache holds the result.
     Returns:
         the metrics of a metrics.csv row (without epoch, lr, train_loss). Cached as
-        ``eval/<decoder>-flip<0|1>.json`` with the predictions beside it (``.npz``, keys of predictions.npz).
+        ``eval/<decoder>-flip<0|1>.json`` with the predictions beside it (``.npz``, keys of predictions.npz) and
+        their sizes and SHA-256 (``.sums``), checked before a cached result is served.
     Raises:
-        ValueError: unknown decoder or unfinished run. DamagedRunError: the run's files do not verify.
+        ValueError: unknown decoder, unfinished run, or validation data other than the run's (its fingerprint).
+        DamagedRunError: the run's files, or the cached evaluation's, do not verify (one line naming the file).
+        hdm.runs.RunWriteError: eval/ cannot be written (raised before computing anything).
     """
     run = run if isinstance(run, Run) else open_run(run)
     if not run.done:
@@ -148,10 +152,26 @@ def evaluate(run: Run | str | Path, decoder: str | None = None, flip_test: bool 
     cached = None if refresh else run.evaluation(key)
     if cached is not None:
         return cached
+    run.check_writable()  # before computing: a result that cannot be saved is not computed
     torch_device = resolve_device(device)
+    _check_same_data(run, cfg)
     data = build_data(cfg, train=False)
     model = run.load_model(torch_device)
     show = sys.stderr.isatty() if progress is None else progress
     metrics, arrays, _ = validate(model, data, cfg, torch_device, distributed.DistInfo(), decoder, flip_test, show)
     run.save_evaluation(key, metrics, arrays, decoder=decoder, flip_test=flip_test)
     return metrics
+
+
+def _check_same_data(run: Run, cfg: Config) -> None:
+    """Raise ``ValueError`` when the validation files under ``HDM_DATA`` are not those ``run`` was trained and
+    validated on (its identity's data fingerprint; runs recorded without one are not checked)."""
+    recorded = run.config_dict.get("identity", {}).get("data")
+    if not isinstance(recorded, dict):
+        return
+    now = data_fingerprint(cfg, train=False)
+    differ = [role for role in VALIDATION if role in now and without_paths(now)[role] != recorded.get(role)]
+    if differ:
+        where = ", ".join(now[role]["path"] for role in differ)
+        raise ValueError(f"{where}: not the data {run.dir} was validated on (size or SHA-256 of {', '.join(differ)}); "
+                         "point HDM_DATA at that run's data (its provenance.json names the files)")

@@ -70,6 +70,8 @@ def pretrain(cfg: PretrainConfig, progress: bool | None = None) -> Run:
     train_set, val_set = _datasets(cfg)  # before the folder exists: a failure leaves none
     show = sys.stderr.isatty() if progress is None else progress
     with RunLock(run.dir):
+        if run.done:  # finished by another process while this one built the data
+            return run.verify()
         try:
             _fit(cfg, run, train_set, val_set, device, show)
         except BaseException:

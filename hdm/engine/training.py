@@ -36,13 +36,14 @@ from tqdm import tqdm
 
 from hdm import distributed
 from hdm.config import Config, pretrain_config
+from hdm.data.sources import data_fingerprint
 from hdm.engine.common import epoch_seed, progress_line
 from hdm.engine.data import base_dataset, build_data
 from hdm.engine.evaluation import reduce_device, resolve_device, validate
 from hdm.engine.pretraining import backbone_state, pretrain
 from hdm.methods import method_loss
 from hdm.models import get_model
-from hdm.runs import DamagedRunError, Run, RunLock, RunLockedError
+from hdm.runs import DamagedRunError, Run, RunLock, RunLockedError, run_identity
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,10 @@ def train(config: Config, *, progress: bool | None = None,
           on_epoch_end: Callable[[int, dict], None] | None = None) -> Run:  # fmt: skip
     """Train (or resume, or fetch from the cache) the run of ``config``; returns its ``Run``.
 
-    A finished run is returned at once once its files verify; an unfinished one resumes after its last
-    checkpointed epoch. Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK set) every rank calls this and rank 0 writes.
+    A finished run is returned at once once its files and identity verify (also when another process finished it
+    while this one waited for its lock); an unfinished one resumes after its last checkpointed epoch. The run's
+    identity covers the config, the training code and the data's fingerprint (``hdm.data.sources``): other data
+    are another run. Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK set) every rank calls this and rank 0 writes.
 
     Args:
         config: the experiment (``hdm.config.preset(...)`` or a ``Config``).
@@ -104,33 +107,43 @@ def train(config: Config, *, progress: bool | None = None,
 
 
 def _train(cfg: Config, info, device: torch.device, progress, on_epoch_end) -> Run:
-    run = Run.of(cfg)
+    fingerprint = data_fingerprint(cfg)  # synthetic: generates the splits on first use
+    identity = run_identity(cfg, fingerprint)
+    run = Run.of(cfg, identity)
     if distributed.broadcast_object(run.done if info.main else None):
         if info.main:
-            run.verify()
+            run.verify(identity)
         log.info("%s: finished run found in the cache", run.dir)
         return run
     if cfg.init_from is not None:  # the run whose weights we start from (cached when already trained)
         _train(cfg.init_config(), info, device, progress, None)
     data = build_data(cfg, train=True)  # before the run folder exists: a missing dataset leaves no folder
     lock = RunLock(run.dir) if info.main else None
-    error = None
+    outcome = None  # None: train; "done": finished meanwhile by another process; else the lock's error
     if lock is not None:
         try:
             lock.acquire()
+            if run.done:
+                lock.release()
+                outcome = "done"
         except RunLockedError as exc:
-            error = str(exc)
-    error = distributed.broadcast_object(error)
-    if error:
-        raise RunLockedError(error)
+            outcome = str(exc)
+    outcome = distributed.broadcast_object(outcome)
+    if outcome == "done":
+        if info.main:
+            run.verify(identity)
+        log.info("%s: finished by another process while this one waited", run.dir)
+        return run
+    if outcome:
+        raise RunLockedError(outcome)
     handler = None
     try:
         if info.main:
-            run.write_config(cfg)
+            run.write_config(cfg, identity)
             handler = run.log_handler()
             log.addHandler(handler)
         show = (sys.stderr.isatty() if progress is None else progress) and info.main
-        _fit(cfg, data, run, info, device, show, on_epoch_end)
+        _fit(cfg, data, run, info, device, show, on_epoch_end, fingerprint)
     except BaseException:
         if info.main:
             run.discard_if_empty()
@@ -241,7 +254,8 @@ def initial_model(cfg: Config, run: Run, num_joints: int) -> nn.Module:
     return model
 
 
-def _fit(cfg: Config, data, run: Run, info, device: torch.device, show: bool, on_epoch_end) -> None:
+def _fit(cfg: Config, data, run: Run, info, device: torch.device, show: bool, on_epoch_end,
+         fingerprint: dict | None = None) -> None:  # fmt: skip
     loader = train_loader(data.train, cfg, info, device)  # checks the batch size before building the model
     model = initial_model(cfg, run, data.num_joints).to(device)
     state = run.load_checkpoint() if info.main else None
@@ -266,7 +280,7 @@ def _fit(cfg: Config, data, run: Run, info, device: torch.device, show: bool, on
         log.info("%s: resuming after epoch %d of %d", run.dir, start, cfg.epochs)
     distributed.barrier()  # every rank has read last.pt before rank 0 may rewrite it
     if info.main:
-        run.start_session(cfg.seed, device, info.world_size, start + 1)
+        run.start_session(cfg.seed, device, info.world_size, start + 1, data=fingerprint)
         progress_line(f"train {run.name}: {'resuming after epoch ' + str(start) if start else 'start'} of {cfg.epochs}")
     began = time.perf_counter()
 
