@@ -473,3 +473,37 @@ def test_distinct_from_ours_drops_only_variants_with_our_exact_configuration():
     variants = ["hdm+lr:1e-3", "hdm+supplier:softplus", "hdm+lr:1e-4"]
     assert analysis.distinct_from_ours("long", variants, "hdm") == ["hdm+supplier:softplus", "hdm+lr:1e-4"]
     assert analysis.distinct_from_ours("long", variants, "hdm+lr:1e-4") == ["hdm+lr:1e-3", "hdm+supplier:softplus"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The package's shape: one module per job, every public name still reachable as analysis.<name>
+
+import ast
+from pathlib import Path
+
+import hdm.analysis
+import hdm.experiments
+
+ANALYSIS = Path(hdm.analysis.__file__).parent
+
+
+def _public_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        targets = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
+            [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+        names |= {n for n in targets if not n.startswith("_")}
+    return names
+
+
+def test_every_public_name_of_the_notebook_modules_is_reexported():
+    for path in [ANALYSIS / "stats.py", ANALYSIS / "errors.py", ANALYSIS / "readings.py",
+                 Path(hdm.experiments.__file__)]:
+        missing = _public_names(path) - set(hdm.analysis.__all__)
+        assert not missing, f"{path.name}: {sorted(missing)} not re-exported by hdm.analysis"
+    assert all(hasattr(hdm.analysis, name) for name in hdm.analysis.__all__)
+
+
+def test_no_analysis_module_is_over_400_lines():
+    for path in [*ANALYSIS.glob("*.py"), Path(hdm.experiments.__file__)]:
+        assert len(path.read_text().splitlines()) < 400, path.name

@@ -80,7 +80,9 @@ def test_every_module_is_classified_for_the_run_identity():
     """A module either can change a run's results (its code is hashed into the run's identity) or only reports;
     a new module must be put in one list, so that editing it retrains exactly what it should."""
     training = {p.relative_to(PACKAGE).as_posix() for p in runs.training_files()}
-    reporting = set(runs.REPORTING_MODULES)
+    reporting = {p.relative_to(PACKAGE).as_posix() for p in runs.training_files(runs.REPORTING_MODULES)}
+    unmatched = [pattern for pattern in runs.REPORTING_MODULES if not list(PACKAGE.glob(pattern))]
+    assert not unmatched, f"REPORTING_MODULES names no file: {unmatched}"
     every = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")}
     assert not training & reporting
     assert every == training | reporting, sorted(every ^ (training | reporting))
