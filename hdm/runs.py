@@ -115,7 +115,12 @@ class RunLockedError(RuntimeError):
 
 
 class RunWriteError(OSError):
-    """A file of a run could not be written (disk full, no permission, a file in the way); names the path."""
+    """A file of a run could not be written (disk full, no permission, a file in the way): one line naming the
+    path, the reason and the fix; ``errno`` is the failed call's."""
+
+    def __init__(self, errno_: int | None, message: str):
+        super().__init__(message)
+        self.errno = errno_
 
 
 def _write_error(path: Path, exc: OSError, what: str = "cannot write") -> RunWriteError:

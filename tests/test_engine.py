@@ -591,6 +591,8 @@ def test_other_data_is_another_run(roots, runs_dir, tmp_path, monkeypatch):
     assert runs.run_dir(cfg) != first.dir and first.done
     assert first.config_dict["identity"]["data"] != runs.run_identity(cfg)["data"]
     assert str(coco_paths(split="val2017").ann_file) in json.dumps(first.provenance["data"])
+    with pytest.raises(ValueError, match="person_keypoints_val2017.json: not the data"):  # nor evaluated on them
+        evaluate(first, decoder="argmax_shift", progress=False)
 
 
 def test_the_run_hash_covers_each_datasets_files_not_where_they_are(roots, tmp_path, monkeypatch):

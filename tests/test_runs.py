@@ -192,4 +192,5 @@ def test_a_failed_write_names_the_path(tmp_path, monkeypatch, write):
         writer[write]()
     message = str(error.value)
     assert str(target) in message and "No space left on device" in message and "\n" not in message, message
+    assert error.value.errno == errno.ENOSPC and "free space" in message
     assert not any(".tmp-" in p.name for p in target.parent.iterdir())  # the temporary file is gone
