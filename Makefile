@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# read by every kernel of the environment (papermill's, Lab's): see jupyter/ipython_kernel_config.py
+KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.py
 
 .PHONY: venv test reproduce bench lab clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(KERNEL_CONFIG)
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +16,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+$(KERNEL_CONFIG): jupyter/ipython_kernel_config.py $(STAMP)
+	mkdir -p $(dir $@)
+	cp $< $@
 
 test: venv
 	$(PY) -m pytest -q
@@ -24,9 +30,10 @@ reproduce: venv
 bench: venv
 	$(PY) benchmarks/loss_speed.py
 
-# Notebooks are jupytext pairs (notebooks/<name>.py + .ipynb): jupytext's contents manager writes both on save.
+# JupyterLab on the repository (results/ included), opening on notebooks/. jupyter/jupyter_server_config.py: jupytext
+# pairs (notebooks/<name>.py + .ipynb, both written on save, the .ipynb without outputs) and Lab's settings.
 lab: venv
-	$(PY) -m jupyter lab --ServerApp.contents_manager_class=jupytext.AsyncTextFileContentsManager notebooks/
+	$(PY) -m jupyter lab --config=jupyter/jupyter_server_config.py --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache

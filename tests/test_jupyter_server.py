@@ -1,22 +1,36 @@
-"""A real Jupyter server on loopback executes one of our notebooks cell by cell, as `make lab` users do.
+"""Real Jupyter servers on loopback, as `make lab` users get them.
 
-The test starts `jupyter server` on 127.0.0.1 with a random token, opens a kernel through its REST API, sends each
+One test starts `jupyter server` on 127.0.0.1 with a random token, opens a kernel through its REST API, sends each
 code cell over the kernel's websocket channel (the path JupyterLab uses), checks every reply is "ok", and shuts the
 server down. The notebook runs at smoke scale with its outputs redirected to a temporary folder.
+
+The others start `jupyter lab` with the Makefile's `lab` options (jupyter/jupyter_server_config.py) on a copy of the
+repository's layout and save notebooks the way Lab does: GET the model from /api/contents, PUT it back. Lab adds
+the kernel's spec and language_info on opening, so an unedited notebook is saved with those; an edited one with
+outputs and execution counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
+import filecmp
 import json
 import os
+import re
 import secrets
+import shlex
+import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
+import jupytext
 import nbformat
 import pytest
 
@@ -102,3 +116,193 @@ def test_a_notebook_runs_through_a_jupyter_server_on_loopback(tmp_path):
     finally:
         shut_down(server, base, token)
     assert server.returncode is not None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# `make lab`: the repository's Jupyter configuration, through a real Lab server
+
+# A copy of the repository's layout: the jupytext configs, one pair, an executed copy and a package module.
+LAYOUT = ("jupytext.toml", "notebooks/jupytext.toml", "notebooks/fig1.py", "notebooks/fig1.ipynb",
+          "results/notebooks/default/fig1.ipynb", "hdm/paths.py")
+
+
+def make_lab_options() -> list[str]:
+    """The options the Makefile's `lab` recipe passes to `jupyter lab` (paths relative to the repository)."""
+    recipe = re.search(r"^lab:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    line = next(line for line in recipe.splitlines() if "jupyter lab" in line)
+    return [token for token in shlex.split(line) if token.startswith("--")]
+
+
+def test_make_lab_is_rooted_at_the_repository_and_opens_on_notebooks():
+    options = make_lab_options()
+    assert "--config=jupyter/jupyter_server_config.py" in options
+    assert "--ServerApp.root_dir=." in options and "--LabApp.default_url=/lab/tree/notebooks" in options
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """`jupyter lab` with the Makefile's options, rooted at a copy of LAYOUT; ``lab.url(path)`` for the API."""
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "repo"
+    for name in LAYOUT:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, root / name)
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, **{var: str(tmp / var.lower()) for var in (
+        "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR", "JUPYTERLAB_SETTINGS_DIR", "JUPYTER_CONFIG_DIR")}}
+    options = [o for o in make_lab_options() if not o.startswith("--ServerApp.root_dir=")]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", *options, f"--ServerApp.root_dir={root}", "--no-browser",
+         f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+         "--ServerApp.port_retries=0", "--allow-root"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                request(f"{base}/api/status?token={token}")
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("jupyter lab did not start on loopback")
+        yield SimpleNamespace(root=root, base=base, token=token,
+                              url=lambda path, query="": f"{base}/{path}?token={token}{query}")
+    finally:
+        shut_down(server, base, token)
+
+
+def _fresh_pair(lab, name: str = "fig1") -> dict[str, bytes]:
+    """Put the committed pair back in the server's root; returns its files' bytes."""
+    files = {}
+    for suffix in (".py", ".ipynb"):
+        shutil.copy(ROOT / "notebooks" / f"{name}{suffix}", lab.root / "notebooks" / f"{name}{suffix}")
+        files[suffix] = (lab.root / "notebooks" / f"{name}{suffix}").read_bytes()
+    return files
+
+
+def _opened_in_lab(lab, path: str) -> dict:
+    """The notebook model as Lab holds it once its kernel started: the kernel's spec and language_info added."""
+    notebook = request(lab.url(f"api/contents/{path}"))["content"]
+    spec = request(lab.url("api/kernelspecs"))["kernelspecs"]["python3"]["spec"]
+    notebook["metadata"]["kernelspec"] = {"display_name": spec["display_name"], "language": "python", "name": "python3"}
+    notebook["metadata"]["language_info"] = {"name": "python", "version": sys.version.split()[0],
+                                             "mimetype": "text/x-python", "file_extension": ".py"}
+    return notebook
+
+
+def _save(lab, path: str, notebook: dict) -> None:
+    request(lab.url(f"api/contents/{path}"), "PUT", {"type": "notebook", "format": "json", "content": notebook})
+
+
+def _changed_lines(before: bytes, after: bytes) -> list[str]:
+    diff = difflib.unified_diff(before.decode().splitlines(), after.decode().splitlines(), n=0, lineterm="")
+    return [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+
+
+@pytest.mark.slow
+def test_opening_a_notebook_and_saving_it_unedited_changes_no_byte(lab):
+    for path in ("notebooks/fig1.ipynb", "notebooks/fig1.py"):  # the .py opens as a notebook too (Lab's default)
+        committed = _fresh_pair(lab)
+        _save(lab, path, _opened_in_lab(lab, path))
+        for suffix, content in committed.items():
+            assert (lab.root / "notebooks" / f"fig1{suffix}").read_bytes() == content, f"saving {path} changed {suffix}"
+
+
+@pytest.mark.slow
+def test_an_edited_parameter_is_the_only_change_and_no_output_is_saved(lab):
+    committed = _fresh_pair(lab)
+    notebook = _opened_in_lab(lab, "notebooks/fig1.ipynb")
+    parameters = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assert 'scale = "default"' in parameters["source"]
+    parameters["source"] = parameters["source"].replace('scale = "default"', 'scale = "smoke"')
+    for count, cell in enumerate(c for c in notebook["cells"] if c["cell_type"] == "code"):  # as after Run All
+        cell.update(execution_count=count + 1, outputs=[{"output_type": "stream", "name": "stdout", "text": "ran\n"}])
+        cell["metadata"]["execution"] = {"iopub.status.busy": "2024-01-01T00:00:00Z"}
+    _save(lab, "notebooks/fig1.ipynb", notebook)
+    for suffix, before in committed.items():
+        changed = _changed_lines(before, (lab.root / "notebooks" / f"fig1{suffix}").read_bytes())
+        assert len(changed) == 2 and changed[0][1:].replace("default", "smoke", 1) == changed[1][1:], (suffix, changed)
+    saved = nbformat.read(lab.root / "notebooks" / "fig1.ipynb", as_version=4)
+    code = [c for c in saved.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None and set(c.metadata) <= {"tags"} for c in code)
+    assert set(saved.metadata) == {"jupytext", "kernelspec"}
+
+
+@pytest.mark.slow
+def test_lab_edits_reach_both_files_and_text_edits_reach_lab(lab):
+    _fresh_pair(lab)
+    py_path = lab.root / "notebooks" / "fig1.py"
+    notebook = _opened_in_lab(lab, "notebooks/fig1.ipynb")
+    notebook["cells"][-1]["source"] += "\nprint('edited in Lab')"
+    notebook["cells"].append({"cell_type": "markdown", "id": "added-in-lab", "metadata": {},
+                              "source": "A note added in Lab."})
+    _save(lab, "notebooks/fig1.ipynb", notebook)
+    py = py_path.read_text()
+    assert "print('edited in Lab')" in py and "# A note added in Lab." in py
+    cells = [[(c.cell_type, c.source, c.metadata.get("tags")) for c in jupytext.read(lab.root / "notebooks" / f)
+              .cells] for f in ("fig1.py", "fig1.ipynb")]
+    assert cells[0] == cells[1]
+    # an edit of the .py in a text editor is what Lab shows next time it opens the notebook
+    py_path.write_text(py.replace("n_picks = 4", "n_picks = 5"))
+    later = time.time() + 10
+    os.utime(py_path, (later, later))
+    sources = [cell["source"] for cell in request(lab.url("api/contents/notebooks/fig1.ipynb"))["content"]["cells"]]
+    assert any("n_picks = 5" in source for source in sources)
+
+
+@pytest.mark.slow
+def test_executed_copies_keep_their_outputs_and_are_never_paired(lab):
+    path = "results/notebooks/default/fig1.ipynb"
+    before = nbformat.read(ROOT / path, as_version=4)
+    notebook = request(lab.url(f"api/contents/{path}"))["content"]
+    _save(lab, path, notebook)
+    assert sorted(p.name for p in (lab.root / path).parent.iterdir() if not p.name.startswith(".")) == ["fig1.ipynb"]
+    after = nbformat.read(lab.root / path, as_version=4)
+    assert [c.get("outputs") for c in after.cells] == [c.get("outputs") for c in before.cells]
+    assert any(c.get("outputs") for c in after.cells)
+
+
+@pytest.mark.slow
+def test_package_modules_do_not_open_as_notebooks(lab):
+    """Lab opens .py files with jupytext's viewer; outside notebooks/ jupytext refuses them (so an autosave can never
+    rewrite a module), and they open in the editor as plain text."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        request(lab.url("api/contents/hdm/paths.py", "&type=notebook"))
+    assert refused.value.code == 400
+    assert request(lab.url("api/contents/hdm/paths.py"))["type"] == "file"
+    assert (lab.root / "hdm" / "paths.py").read_bytes() == (ROOT / "hdm" / "paths.py").read_bytes()
+
+
+@pytest.mark.slow
+def test_lab_settings_and_start_page(lab):
+    def default(plugin, key):
+        return request(lab.url(f"lab/api/settings/{plugin}"))["schema"]["properties"][key]["default"]
+
+    assert default("@jupyterlab/docmanager-extension:plugin", "defaultViewers") == {"python": "Jupytext Notebook"}
+    assert default("@jupyterlab/apputils-extension:notification", "fetchNews") == "false"
+
+    class Stay(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), Stay)
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        opener.open(lab.url(""), timeout=60)
+    assert redirect.value.headers["Location"].split("?")[0].endswith("/lab/tree/notebooks")
+
+
+def test_papermill_kernels_do_not_warn_about_tcp_on_loopback(tmp_path):
+    """`make venv` installs jupyter/ipython_kernel_config.py, which drops the kernel's "running over TCP without
+    encryption" warning on loopback, so a user's own `papermill` call is as quiet as `make reproduce`."""
+    if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        pytest.skip("the kernel config is installed by `make venv` into .venv")
+    assert filecmp.cmp(ROOT / "jupyter" / "ipython_kernel_config.py",
+                       Path(sys.prefix) / "etc" / "ipython" / "ipython_kernel_config.py", shallow=False), "run make venv"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    done = subprocess.run([sys.executable, "-m", "papermill", "in.ipynb", "out.ipynb"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "without encryption" not in done.stdout + done.stderr
