@@ -5,8 +5,9 @@
 - :mod:`hdm.analysis.errors`: error analyses of predictions (per-joint errors, visibility, misses, the joints
   Fig. 1 and Fig. 3 show, exact vs. entropic solver on the same maps).
 - :mod:`hdm.analysis.readings`: the "Reading" paragraphs and Table 1 beside the paper; verdicts computed, never typed.
-- :mod:`hdm.analysis.verdicts`: the claim-by-claim verdict table and the README's headline tables, from the tables
-  the notebooks write (``python -m hdm.analysis.verdicts``).
+- :mod:`hdm.analysis.verdicts`: the claim-by-claim verdict table, from the tables the notebooks write; with
+  :mod:`hdm.analysis.headlines` (the README's result tables) and :mod:`hdm.analysis.tables` (reading and formatting)
+  it writes ``results/verdicts.md`` and ``results/readme/`` (``python -m hdm.analysis.verdicts``).
 - :mod:`hdm.analysis.check`: a rerun's tables against the committed ones (``python -m hdm.analysis.check``).
 
 What runs (the experiment plans) lives in :mod:`hdm.experiments`; it is re-exported here, as is every public name

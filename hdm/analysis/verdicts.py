@@ -1,0 +1,314 @@
+"""The claim-by-claim verdict table, computed from the tables the notebooks write (``results/tables/*_<scale>.csv``).
+
+Each claim of the supplementary gets, per scale whose tables exist, a verdict word (``VERDICTS``), a detail, the key
+numbers (mean ± std over seeds, paired 95 % intervals) and links to its tables. The rules are those of the
+notebooks' readings (:mod:`hdm.analysis.readings`): strict orders after rounding to the printed 0.1, Fig. 2's
+:func:`fig2_claim_holds`, Fig. 3's ``CONCENTRATION``. Nothing here reads a run, so the table can be rebuilt from
+committed results in seconds, and a rerun's verdicts compared with them (:mod:`hdm.analysis.check`).
+
+    python -m hdm.analysis.verdicts            # writes results/verdicts.md and results/readme/*.md
+    python -m hdm.analysis.verdicts --readme   # and copies them into README.md's marked blocks
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from hdm import paper, paths
+from hdm.analysis import headlines
+from hdm.analysis.readings import CONCENTRATION, SHORT_LABELS, fig2_claim_holds, paper_qualitative_rows
+from hdm.analysis.stats import paired_difference, rank_order, strictly_ordered
+from hdm.analysis.tables import Tables, interval, link, num, pm
+from hdm.experiments import best_relu_variant, our_setting
+
+#: Relative residual of eq. 4 under which it holds numerically (as ``theorem1_reading``).
+TOL = 1e-9
+#: The verdict words a claim can get; the check fails when a rerun changes one.
+VERDICTS = ("reproduces", "does not reproduce", "cannot be judged", "not measured", "yes", "no")
+COLUMNS = ["claim", "scale", "verdict", "detail", "numbers", "evidence"]
+
+
+def _row(claim, scale, verdict, detail, numbers, evidence) -> dict:
+    assert verdict in VERDICTS, verdict
+    return dict(zip(COLUMNS, (claim, scale, verdict, detail, numbers, ", ".join(evidence))))
+
+
+def _seeds(t: Tables, scale: str) -> int:
+    summary = t.get(f"table1_summary_{scale}")
+    return int(summary["n"].max()) if summary is not None and "n" in summary else 0
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.0f} %"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One function per claim: (tables, scale) -> a row, or None when its tables are missing at that scale
+
+
+def theorem1_algebra(t: Tables, scale: str) -> dict | None:
+    steps, numeric = t.get("theorem1_eq6_steps"), t.get(f"theorem1_numeric_{scale}")
+    if steps is None or numeric is None:
+        return None
+    algebra = bool(steps["holds_under_eq5"].astype(bool).all() and steps["gram_holds_under_eq5"].astype(bool).all())
+    needing = steps.loc[~steps["identity"].astype(bool), "step"].tolist()
+    holds = numeric.loc[numeric["eq5_gap"].idxmin()]
+    relative = float(holds["relative_residual"])
+    ok = algebra and relative < TOL
+    return _row("Theorem 1 (eq. 4) follows from eq. 5", scale, "reproduces" if ok else "does not reproduce",
+                "exactly (it is algebra)" if ok else "",
+                f"sympy: every step of eq. 6 holds under eq. 5, only {', '.join(needing) or 'none'} needs it; "
+                f"relative residual of eq. 4 on a seed-0 Gaussian model's predictions with HRNet targets {relative:.1e}",
+                [link("theorem1_eq6_steps", "eq. 6 steps"), link(f"theorem1_numeric_{scale}")])
+
+
+def theorem1_converse(t: Tables, scale: str) -> dict | None:
+    numeric = t.get(f"theorem1_numeric_{scale}")
+    if numeric is None:
+        return None
+    fails = numeric.loc[numeric["eq5_gap"].idxmax()]
+    gap, residual = float(fails["eq5_gap"]), float(fails["residual"])
+    ratio = residual / (2 * gap) if gap else float("nan")
+    ok = bool(gap > 0 and float(fails["relative_residual"]) >= TOL and abs(ratio - 1) < 1e-6)
+    return _row("eq. 4 fails when eq. 5 fails", scale, "reproduces" if ok else "does not reproduce",
+                f"residual = {ratio:.3f} × 2 × eq. 5 gap" if gap else "",
+                f"sub-pixel-centred Gaussians: eq. 5 gap {gap:.3f}, eq. 4 residual {residual:.3f} per image "
+                f"(the targets decide it, not the model)", [link(f"theorem1_numeric_{scale}")])
+
+
+def _table1_means(t: Tables, scale: str, metric: str) -> dict[str, float] | None:
+    summary = t.get(f"table1_summary_{scale}")
+    if summary is None or f"{metric}_mean" not in summary:
+        return None
+    means = summary.set_index("method")
+    return {m: 100 * float(means.loc[m, f"{metric}_mean"]) for m in paper.TABLE1.index if m in means.index}
+
+
+def _table1_values(t: Tables, scale: str, metric: str, methods) -> str:
+    """"m ± s / m ± s / ..." of ``metric`` (%) for ``methods``."""
+    means = t.get(f"table1_summary_{scale}").set_index("method")
+    return " / ".join(pm(100 * means.loc[m, f"{metric}_mean"], 100 * means.loc[m, f"{metric}_std"]) for m in methods)
+
+
+def table1_order(t: Tables, scale: str) -> dict | None:
+    ap = _table1_means(t, scale, "AP")
+    if ap is None or len(ap) < 3:
+        return None
+    paper_order = sorted(ap, key=lambda m: -paper.TABLE1.loc[m, "AP"])
+    ok = strictly_ordered(ap, paper_order, digits=1)
+    detail = f"{rank_order(ap, SHORT_LABELS, digits=1)} (AP)"
+    pck = _table1_means(t, scale, "PCK")
+    methods = list(ap)
+    numbers = f"AP {_table1_values(t, scale, 'AP', methods)}"
+    if pck is not None:
+        detail += f", {rank_order(pck, SHORT_LABELS, digits=1)} (PCK)"
+        numbers += f", PCK@0.1 {_table1_values(t, scale, 'PCK', methods)}"
+    numbers += f" ({' / '.join(SHORT_LABELS.get(m, m) for m in methods)}, %, {_seeds(t, scale)} seeds)"
+    paired = t.get(f"table1_paired_difference_{scale}")
+    if paired is not None:
+        rows = paired.set_index("metric")
+        parts = [f"{m} {interval(rows.loc[m])}" for m in ("AP", "PCK") if m in rows.index]
+        numbers += f"; ours − Gaussian, paired by seed (95 %): {', '.join(parts)}"
+    ours = our_setting("auto", t.folder / f"hdm_dynamics_sweep_{scale}.csv")
+    if ours != "hdm":
+        numbers += f"; ours = `{ours}`"
+    return _row("Table 1: ours > Gaussian > dot", scale, "reproduces" if ok else "does not reproduce", detail,
+                numbers, [link(f"table1_{scale}"), link(f"table1_paired_difference_{scale}", "paired")])
+
+
+def dot_below_gaussian(t: Tables, scale: str) -> dict | None:
+    ap = _table1_means(t, scale, "AP")
+    if ap is None or not {"gaussian", "dot"} <= set(ap):
+        return None
+    ok = strictly_ordered(ap, ["gaussian", "dot"], digits=1)
+    numbers = (f"AP {num(ap['gaussian'])} vs {num(ap['dot'])} (the paper: {paper.TABLE1.loc['gaussian', 'AP']:.1f} "
+               f"vs {paper.TABLE1.loc['dot', 'AP']:.1f})")
+    runs = t.get(f"table1_runs_{scale}")
+    if runs is not None and {"gaussian", "dot"} <= set(runs["method"]):
+        diff = paired_difference(runs, [m for m in ("AP", "AP75") if m in runs], "dot", "gaussian").set_index("metric")
+        if diff["n"].min() > 1:
+            numbers += "; dot − Gaussian, paired by seed (95 %): " + ", ".join(
+                f"{m} {interval(diff.loc[m])}" for m in diff.index)
+    return _row("dot targets lose to Gaussian ones under MSE", scale, "reproduces" if ok else "does not reproduce",
+                "", numbers, [link(f"table1_summary_{scale}"), link(f"table1_runs_{scale}")])
+
+
+def fig2_tracking(t: Tables, scale: str) -> dict | None:
+    summary, runs = t.get(f"fig2_consistency_{scale}"), t.get(f"fig2_consistency_runs_{scale}")
+    if summary is None:
+        return None
+
+    def row(method, loss):
+        found = summary[(summary["method"] == method) & (summary["loss"] == loss)]
+        return None if found.empty else found.iloc[0]
+
+    a, b = row("gaussian", "pixel-wise MSE"), row("hdm", "ours (EMD)")
+    if a is None or b is None:
+        return None
+    holds = fig2_claim_holds(a, b)
+    epochs = int(runs["epochs"].max()) if runs is not None else None
+    if epochs is not None and epochs < 3:
+        holds = None
+    verdict = "cannot be judged" if holds is None else "reproduces" if holds else "does not reproduce"
+    steps = f" of {epochs - 1}" if epochs else ""
+    ours = our_setting("auto", t.folder / f"hdm_dynamics_sweep_{scale}.csv")
+    numbers = (f"Spearman ρ(validation loss, accuracy): MSE of the Gaussian model {pm(a.spearman_mean, a.spearman_std, 3)}"
+               f", our loss of our model (`{ours}`) {pm(b.spearman_mean, b.spearman_std, 3)}; inconsistent steps "
+               f"{pm(a.inconsistent_epochs_mean, a.inconsistent_epochs_std)} vs "
+               f"{pm(b.inconsistent_epochs_mean, b.inconsistent_epochs_std)}{steps} ({int(b.n)} seeds)")
+    others = summary[~summary["method"].isin(["gaussian", "hdm"]) & (summary["loss"] == "ours (EMD)")]
+    for r in others.itertuples():
+        numbers += (f"; `{r.method}` ({int(r.n)} seed{'s' * (int(r.n) != 1)}): ρ "
+                    f"{pm(r.spearman_mean, r.spearman_std, 3)}, {pm(r.inconsistent_epochs_mean, r.inconsistent_epochs_std)} steps")
+    detail = ("our loss does not track accuracy better than MSE (ρ closer to −1 and fewer inconsistent steps)" if holds is False
+              else f"only {epochs} epochs" if holds is None and epochs is not None and epochs < 3 else "")
+    return _row("Fig. 2: our loss tracks accuracy, MSE does not", scale, verdict, detail, numbers,
+                [link(f"fig2_consistency_{scale}"), link(f"fig2_consistency_runs_{scale}", "per run")])
+
+
+def fig1_picks(t: Tables, scale: str) -> dict | None:
+    coords = t.get(f"fig1_coordinates_{scale}")
+    if coords is None:
+        return None
+    base, ours = coords["baseline error px"], coords["ours error px"]
+    reported = paper_qualitative_rows()
+    paper_closer = reported["ours error px"].mean() < reported["baseline error px"].mean()
+    agrees = (ours.mean() < base.mean()) == paper_closer
+    n = len(coords)
+    return _row("Fig. 1: ours localises better than the baseline", scale, "not measured",
+                f"by {n} picks (Table 1 measures it)",
+                f"seed-0 models, {n} random picks, mean error (original-image px): baseline {base.mean():.1f}, ours {ours.mean():.1f}; "
+                f"ours closer on {int((ours < base).sum())} of {n}; the direction "
+                f"{'agrees' if agrees else 'does not agree'} with the paper's rows",
+                [link(f"fig1_coordinates_{scale}")])
+
+
+def fig3_occlusion(t: Tables, scale: str) -> dict | None:
+    split = t.get(f"fig3_error_by_visibility_{scale}")
+    if split is None:
+        return None
+
+    def occluded(model):
+        rows = split[(split["model"] == model) & (split["visibility"] == "occluded")]
+        if rows.empty:
+            return None
+        r = rows.iloc[0]
+        return r, r["share_of_worst"] / r["share_of_joints"]
+
+    ours, base = occluded("ours"), occluded("baseline")
+    if ours is None:
+        return _row("Fig. 3: failures are occluded joints", scale, "cannot be judged", "no occluded joint", "",
+                    [link(f"fig3_error_by_visibility_{scale}")])
+    row, ratio = ours
+    concentrate = bool(ratio >= CONCENTRATION)
+    numbers = (f"seed-0 models; occluded joints: {_percent(row['share_of_joints'])} of the labelled joints, "
+               f"{_percent(row['share_of_worst'])} of our model's worst ({ratio:.2f}×; ≥ {CONCENTRATION:g}× counts as "
+               "a concentration)")
+    detail = ""
+    if base is not None:
+        numbers += f"; the baseline's worst: {_percent(base[0]['share_of_worst'])} ({base[1]:.2f}×)"
+        if bool(base[1] >= CONCENTRATION) != concentrate:
+            detail = f"for ours; the baseline's failures {'do' if base[1] >= CONCENTRATION else 'do not'} concentrate"
+    return _row("Fig. 3: failures are occluded joints", scale, "reproduces" if concentrate else "does not reproduce",
+                detail, numbers, [link(f"fig3_error_by_visibility_{scale}")])
+
+
+def relu_trains(t: Tables, scale: str) -> dict | None:
+    sweep, epochs = t.get(f"hdm_dynamics_sweep_{scale}"), t.get(f"hdm_dynamics_epochs_{scale}")
+    if sweep is None:
+        return None
+    accuracy = next(c[: -len("_mean")] for c in sweep.columns if c.endswith("_mean"))
+    rows = sweep.set_index("variant")
+    soft = "hdm+supplier:softplus"
+    if "hdm" not in rows.index or soft not in rows.index:
+        return None
+    best = best_relu_variant(sweep, accuracy)
+    value = {v: 100 * float(rows.loc[v, f"{accuracy}_mean"]) for v in ("hdm", soft, best)}
+    trains = value[best] >= value[soft]
+    last = f" after {int(epochs['epoch'].max())} epochs" if epochs is not None else ""
+    numbers = f"dynamics screen{last} (seed 0): {accuracy} relu {num(value['hdm'])}, softplus {num(value[soft])}"
+    if best != "hdm":
+        numbers += f", best relu setting `{best}` {num(value[best])}"
+    summary = t.get(f"table1_summary_{scale}")
+    if summary is not None and f"{accuracy}_mean" in summary and "hdm" in set(summary["method"]):
+        r = summary.set_index("method").loc["hdm"]
+        numbers += (f"; Table 1's schedule: ours {pm(100 * r[f'{accuracy}_mean'], 100 * r[f'{accuracy}_std'])} "
+                    f"({int(r['n'])} seeds)")
+        ablations = t.get(f"table1_ablations_{scale}")
+        label = paper.label(soft)
+        if ablations is not None and accuracy in ablations and label in set(ablations["model"]):
+            a = ablations[ablations["model"] == label].iloc[0]
+            numbers += f", softplus {a[accuracy]} ({int(a['n'])} seed{'s' * (int(a['n']) != 1)})"
+    return _row("(ours, diagnosed) relu suppliers train as well as softplus ones", scale, "yes" if trains else "no",
+                "", numbers, [link(f"hdm_dynamics_sweep_{scale}"), link(f"hdm_dynamics_epochs_{scale}", "per epoch")])
+
+
+#: The claims in the order of the table.
+CLAIMS = (theorem1_algebra, theorem1_converse, table1_order, dot_below_gaussian, fig2_tracking, fig1_picks,
+          fig3_occlusion, relu_trains)
+
+
+def verdict_rows(scale: str, tables_dir) -> pd.DataFrame:
+    """One row per claim whose tables exist at ``scale`` in ``tables_dir``: claim, scale, verdict (one of
+    ``VERDICTS``), detail, numbers, evidence (Markdown links)."""
+    t = tables_dir if isinstance(tables_dir, Tables) else Tables(tables_dir)
+    rows = [row for claim in CLAIMS if (row := claim(t, scale)) is not None]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def verdict_table(tables_dir, scales=None) -> str:
+    """The verdict table in Markdown, claims in ``CLAIMS`` order, each over ``scales`` (default: those with tables)."""
+    t = Tables(tables_dir)
+    scales = t.scales() if scales is None else list(scales)
+    rows = [row for claim in CLAIMS for s in scales if (row := claim(t, s)) is not None]
+    lines = ["| supplementary claim | scale | verdict | key numbers | evidence |", "|---|---|---|---|---|"]
+    for r in rows:
+        verdict = f"**{r['verdict']}**" + (f": {r['detail']}" if r["detail"] else "")
+        lines.append(f"| {r['claim']} | {r['scale']} | {verdict} | {r['numbers']} | "
+                     f"{r['evidence']} |")
+    return "\n".join(lines) + "\n"
+
+
+LEGEND = ("± = std over seeds; [a, b] = 95 % Student-t interval of the mean difference, paired by seed; accuracy =\n"
+          "box PCK@0.1 (PCKh on MPII); AP and PCK in %. Generated by `python -m hdm.analysis.verdicts` from\n"
+          "`results/tables/`: do not edit by hand.\n")
+
+
+def write_results(tables_dir=None, results_dir=None, scales=None) -> list[Path]:
+    """Write ``<results>/verdicts.md`` and the README's headline tables under ``<results>/readme/`` from the tables
+    in ``tables_dir`` (default ``results/tables``); returns the paths written."""
+    tables_dir = Path(tables_dir or paths.TABLES)
+    results_dir = Path(results_dir or paths.RESULTS)
+    written = [results_dir / "verdicts.md"]
+    written[0].parent.mkdir(parents=True, exist_ok=True)
+    written[0].write_text(verdict_table(tables_dir, scales) + "\n" + LEGEND)
+    folder = results_dir / headlines.README_TABLES
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in headlines.headline_tables(tables_dir, scales).items():
+        (folder / name).write_text(text)
+        written.append(folder / name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hdm.analysis.verdicts", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", type=Path, default=paths.TABLES, help="folder of the notebooks' tables")
+    parser.add_argument("--results", type=Path, default=paths.RESULTS, help="where verdicts.md and readme/ go")
+    parser.add_argument("--readme", action="store_true", help="also refresh README.md's marked blocks")
+    args = parser.parse_args(argv)
+    for path in write_results(args.tables, args.results):
+        print(path)
+    if args.readme:
+        readme = paths.REPO_ROOT / "README.md"
+        readme.write_text(headlines.embed(readme.read_text(), paths.REPO_ROOT))
+        print(f"{readme}: {len(headlines.readme_blocks(readme.read_text()))} blocks refreshed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
