@@ -66,18 +66,6 @@ def _config(args):
     return preset(args.scale, named["method"], named["dataset"] or None, seed, **sets)
 
 
-def check_evaluable(cfg: Config) -> None:
-    """Refuse, before anything trains, a run whose validation could not be scored: a COCO-format keypoint set
-    without OKS sigmas (``JointSetError`` saying how to give them with ``--set sigmas=``), or sigmas of the wrong
-    length. Reads the val annotations (``dataset="coco"`` only: the synthetic set has COCO's joints, MPII its
-    own); a missing file raises ``DatasetNotFoundError`` as building the data would."""
-    if cfg.dataset != "coco":
-        return
-    from hdm.data.coco import annotation_joint_set, coco_paths
-
-    annotation_joint_set(coco_paths(split="val2017").ann_file, cfg.joint_set, cfg.sigmas).require_sigmas()
-
-
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", choices=SCALES, default="default", help="preset (default: default)")
     parser.add_argument("--method", choices=tuple(METHODS), required=True)
@@ -133,7 +121,6 @@ def main(argv: list[str] | None = None) -> int:
             from hdm.engine import train
 
             cfg = _config(args)
-            check_evaluable(cfg)  # fails in seconds, not after the first epoch
             run = train(cfg, progress=args.progress)
             if run.metrics.size:
                 print(run.metrics.tail(1).to_string(index=False))

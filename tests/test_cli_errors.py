@@ -130,3 +130,12 @@ def test_bad_reproduce_params_are_one_line_with_exit_2(capsys, no_notebooks, par
     for main in (reproduce.main, lambda argv: cli.main(["reproduce", *argv])):
         err = one_line_error(capsys, main, ["--scale", "smoke", "--only", "fig2", "--param", param], "reproduce")
         assert expected in err, err
+
+
+def test_the_engine_checks_the_device_for_python_callers_too():
+    # was: evaluate(run, device="gpu") from Python raised torch's bare RuntimeError
+    from hdm.engine.evaluation import resolve_device
+
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        resolve_device("gpu")
+    assert resolve_device("cpu").type == "cpu"

@@ -92,6 +92,8 @@ def build_data(cfg: Config, train: bool = True) -> Data:
         if train:
             train_set = CocoTopDown(sources["train_annotations"], sources["train_images"], train=True, **sizes,
                                     **augmentation(cfg), **keypoints)  # fmt: skip
+    if cfg.dataset == "coco":
+        val.joint_set.require_sigmas()  # a set without OKS sigmas fails now, not after the first epoch
     val_ids = np.array([r.image_id for r in val.records])
     val_indices = whole_image_prefix(val_ids, cfg.max_val_samples)
     subset = cfg.max_val_samples is not None and len(val_indices) < len(val)

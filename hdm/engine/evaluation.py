@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from hdm import distributed
-from hdm.config import Config
+from hdm.config import Config, check_device
 from hdm.decode import DECODERS
 from hdm.engine.data import Data, build_data
 from hdm.engine.prediction import DIAGNOSTICS, predict
@@ -37,6 +37,7 @@ LOSSES = ("val_mse", "val_hdm")
 
 def resolve_device(requested: str, info: distributed.DistInfo | None = None) -> torch.device:
     """``auto`` -> cuda if available, else cpu; a distributed CUDA run uses ``cuda:LOCAL_RANK``."""
+    check_device(requested, "device")  # torch's own error for e.g. "gpu" is a bare RuntimeError
     info = info or distributed.DistInfo()
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
