@@ -147,9 +147,13 @@ def smoke_results(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_outputs_exist_and_are_well_formed(smoke_results, name):
-    executed = nbformat.read(smoke_results / "notebooks" / "smoke" / f"{name}.ipynb", as_version=4)
+    path = smoke_results / "notebooks" / "smoke" / f"{name}.ipynb"
+    executed = nbformat.read(path, as_version=4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    # as Jupyter's server saves it (opening it in `make lab` changes no byte), and not a jupytext pair
+    assert path.read_text() == nbformat.writes(executed) + "\n"
+    assert "formats" not in executed.metadata.get("jupytext", {})
     for figure in EXPECTED[name]["figures"]:
         assert (smoke_results / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (smoke_results / "figures" / f"{figure}.pdf").read_bytes()[:5] == b"%PDF-"
