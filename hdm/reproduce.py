@@ -7,7 +7,8 @@
     python -m hdm reproduce ...             # the same through the hdm command line
 
 Executed notebooks go to ``results/notebooks/<scale>/``; each notebook writes its own figures and tables under
-``results/`` (paths from :mod:`hdm.paths`). Training runs are cached, so a second call only re-plots.
+``results/`` (paths from :mod:`hdm.paths`; smoke-scale ones are git-ignored). Training runs are cached, so a second
+call only re-plots.
 ``--param KEY=VALUE`` (VALUE in YAML) sets a parameter in every notebook that declares it; a key that no
 chosen notebook declares is an error listing the keys each one declares. Parameters are checked before any
 notebook runs (``hdm.config.check_parameters``, as each notebook's first cell does): a bad one prints one line,
@@ -71,7 +72,18 @@ def run_notebook(name: str, scale: str = "default", parameters: dict | None = No
             # the kernel's own log: errors only (not its "running over TCP without encryption" warning on loopback)
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
+    _as_jupyter_writes_it(output)
     return output
+
+
+def _as_jupyter_writes_it(path: Path) -> None:
+    """Rewrite an executed copy as Jupyter's server saves notebooks (papermill leaves out the final newline), and
+    unpaired: opening and saving it in `make lab` then changes no byte and creates no .py beside it."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    notebook.metadata.get("jupytext", {}).pop("formats", None)  # the source's pairing is notebooks/jupytext.toml's
+    nbformat.write(notebook, path)
 
 
 def declared_parameters(name: str) -> dict:
