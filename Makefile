@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # read by every kernel of the environment (papermill's, Lab's): see jupyter/ipython_kernel_config.py
 KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.py
 
-.PHONY: venv test reproduce bench lab clean
+.PHONY: venv test reproduce check bench lab clean
 
 venv: $(STAMP) $(KERNEL_CONFIG)
 
@@ -26,6 +26,11 @@ test: venv
 
 reproduce: venv
 	$(PY) -m hdm.reproduce --scale default
+
+# after a rerun: which numbers agree with the committed ones, within what tolerance, and whether a verdict moved
+SCALE ?= default
+check: venv
+	$(PY) -m hdm.reproduce --check --scale $(SCALE)
 
 bench: venv
 	$(PY) benchmarks/loss_speed.py

@@ -5,6 +5,7 @@
     python -m hdm.reproduce --only fig2 table1
     python -m hdm.reproduce --scale paper --param "seeds=[0]" --param "ablations=[]"
     python -m hdm reproduce ...             # the same through the hdm command line
+    python -m hdm.reproduce --check         # after a rerun: its tables against the committed ones (= make check)
 
 Executed notebooks go to ``results/notebooks/<scale>/``; each notebook writes its own figures and tables under
 ``results/`` (paths from :mod:`hdm.paths`; smoke-scale ones are git-ignored). Training runs are cached, so a second
@@ -13,7 +14,11 @@ call only re-plots.
 chosen notebook declares is an error listing the keys each one declares. Parameters are checked before any
 notebook runs (``hdm.config.check_parameters``, as each notebook's first cell does): a bad one prints one line,
 ``hdm reproduce: error: ...``, and exits with status 2. Progress: a line when each notebook and each training run
-starts and ends, and one per epoch (``HDM_PROGRESS=1`` in the kernels' environment).
+starts and ends, and one per epoch (``HDM_PROGRESS=1`` in the kernels' environment). At the default, long and
+paper scales the verdict table and the README's result tables are then rebuilt from ``results/tables/``
+(``hdm.analysis.verdicts``: ``results/verdicts.md``, ``results/readme/``). ``--check`` runs no notebook: it compares
+the scale's tables with the committed ones (``hdm.analysis.check``) and exits with status 1 only when a verdict
+changes or a deterministic number differs.
 """
 
 from __future__ import annotations
@@ -129,7 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=NOTEBOOKS, help="run only these notebooks")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="notebook parameter, VALUE in YAML (e.g. 'seeds=[0, 1]'); repeatable")
+    parser.add_argument("--check", action="store_true",
+                        help="run no notebook: compare the scale's tables in results/tables/ with the committed ones; "
+                             "exit 1 only when a verdict changes or a deterministic number differs")
+    parser.add_argument("--against", default="HEAD", metavar="REF",
+                        help="with --check: the git revision (default HEAD) or folder of tables to compare with")
     args = parser.parse_args(argv)
+    if args.check:
+        if args.only or args.param:
+            parser.error("--check runs no notebook: it takes --scale and --against only")
+        from hdm.analysis import check
+
+        return check.main(["--scale", args.scale, "--against", args.against])
     names = args.only or [n for n in NOTEBOOKS if (NOTEBOOKS_DIR / f"{n}.ipynb").exists()]
     try:
         parameters = parse_params(args.param)
@@ -152,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{time.strftime('%H:%M:%S')} {name}: done in {time.perf_counter() - start:.1f} s -> {output}",
               file=sys.stderr, flush=True)
     print(f"reproduce ({args.scale}): {len(names)} notebooks in {time.perf_counter() - total:.1f} s")
+    from hdm.analysis import tables, verdicts
+
+    if args.scale in tables.RESULT_SCALES:
+        written = verdicts.write_results()
+        print(f"verdicts: {written[0]} and {len(written) - 1} README tables under {written[0].parent / 'readme'}; "
+              f"against the committed results: python -m hdm.reproduce --check --scale {args.scale}")
     return 0
 
 

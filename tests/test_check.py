@@ -136,3 +136,29 @@ def test_the_committed_tables_agree_with_themselves_through_git(tmp_path):
         pytest.skip("no committed default-scale tables")
     frame = check.compare_tables(committed, committed, "default")
     assert not frame["fails"].any() and (frame.loc[frame["kind"] == "seeds", "agrees"] == True).all()  # noqa: E712
+
+
+def test_the_report_goes_to_results_by_default(tmp_path, monkeypatch):
+    from hdm import paths
+
+    committed = check.committed_tables("HEAD", tmp_path)
+    if not list(committed.glob("*_default.csv")):
+        pytest.skip("no committed default-scale tables")
+    monkeypatch.setattr(paths, "RESULTS", tmp_path / "results")
+    assert check.main(["--scale", "default", "--against", str(committed), "--tables", str(committed)]) == 0
+    assert (tmp_path / "results" / "reproduction_check_default.md").read_text().startswith("# Reproduction check")
+    with pytest.raises(SystemExit):
+        check.main(["--scale", "huge", "--against", str(committed)])  # no such tables: exit 2, one line
+
+
+def test_reproduce_check_runs_no_notebook(tmp_path, monkeypatch):
+    from hdm import paths, reproduce
+
+    committed = check.committed_tables("HEAD", tmp_path)
+    if not list(committed.glob("*_default.csv")):
+        pytest.skip("no committed default-scale tables")
+    monkeypatch.setattr(paths, "RESULTS", tmp_path / "results")
+    assert reproduce.main(["--check", "--scale", "default", "--against", str(committed)]) in (0, 1)
+    assert (tmp_path / "results" / "reproduction_check_default.md").is_file()
+    with pytest.raises(SystemExit):
+        reproduce.main(["--check", "--only", "fig2"])
