@@ -162,3 +162,15 @@ def test_reproduce_check_runs_no_notebook(tmp_path, monkeypatch):
     assert (tmp_path / "results" / "reproduction_check_default.md").is_file()
     with pytest.raises(SystemExit):
         reproduce.main(["--check", "--only", "fig2"])
+
+
+def test_reproduce_ends_by_rebuilding_the_verdicts(tmp_path, monkeypatch):
+    from hdm import paths, reproduce
+
+    monkeypatch.setattr(paths, "RESULTS", tmp_path)
+    monkeypatch.setattr(reproduce, "run_notebook", lambda name, scale, parameters: tmp_path / f"{name}.ipynb")
+    assert reproduce.main(["--scale", "smoke", "--only", "fig2"]) == 0
+    assert not (tmp_path / "verdicts.md").exists()  # smoke is CI's scale, not a result
+    assert reproduce.main(["--scale", "default", "--only", "fig2"]) == 0
+    assert (tmp_path / "verdicts.md").read_text() == (paths.REPO_ROOT / "results" / "verdicts.md").read_text()
+    assert (tmp_path / "readme" / "fig2_consistency_default.md").is_file()
