@@ -30,7 +30,7 @@ import numpy as np
 from hdm.data import synthetic
 from hdm.data.keypoints import JOINT_SETS
 from hdm.decode import DECODERS
-from hdm.loss import SUPPLIERS
+from hdm.loss import SUPPLIERS, SUPPLY_GUARDS
 from hdm.methods import METHOD_KEYS, METHODS, get_method
 from hdm.models import MODELS, OUTPUT_STRIDE
 
@@ -72,6 +72,10 @@ class Config:
     sigma: float = 2.0  # Gaussian target std, heatmap px (gaussian training and val_mse)
     sinkhorn_eps: float = 0.05  # entropic regularisation, heatmap px (method hdm_sinkhorn)
     supplier: str = "relu"  # suppliers' activation (hdm methods): relu (the paper's) | softplus | softmax
+    supply_guard: str = "guarded"  # hdm methods: guarded (an all-<= 0 relu map -> softmax supplier) | strict (no loss)
+    mass_weighting: bool = False  # repair (hdm methods): weight each joint's EMD by its detached supplier mass
+    level_weight: float = 0.0  # repair (hdm methods): weight of relu(level_margin - max h) per counted joint
+    level_margin: float = 0.1  # heatmap units: the level the repair keeps each map's highest pixel at
     # training augmentation (HRNet's MPII recipe; its COCO recipe is 0.35 / 45 / half body 0.3)
     flip: bool = True  # mirror with probability 0.5
     scale_factor: float = 0.25  # scale *= clip(1 + sf N(0,1), 1 - sf, 1 + sf)
@@ -86,6 +90,7 @@ class Config:
     epochs: int = 10
     warmup_steps: int = 0  # linear learning-rate warm-up over the first N optimiser steps (0: none)
     head_init_std: float = 0.001  # std of the head's (final_layer) normal initialisation, HRNet's 0.001
+    head_bias: float = 0.0  # repair: initial bias of the head, heatmap units (> 0: every pixel starts positive)
     init: str = "scratch"  # scratch: HRNet's random init | pretrained: the part-segmentation backbone (PretrainConfig)
     init_from: str | None = None  # None: start from `init`; else a variant whose scale-preset run gives the weights
     batch_size: int = 16  # global batch (split over the ranks of a distributed run)
@@ -206,6 +211,7 @@ def _validate(cfg: Config) -> None:
     choice("decoder", ("auto", *DECODERS))
     choice("val_boxes", VAL_BOXES)
     choice("supplier", SUPPLIERS)
+    choice("supply_guard", SUPPLY_GUARDS)
     choice("init", INITS)
     if cfg.joint_set is not None:
         choice("joint_set", tuple(JOINT_SETS))
@@ -246,7 +252,7 @@ def _validate(cfg: Config) -> None:
         value = getattr(cfg, name)
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"config key {name} must be a finite number > 0, got {value}")
-    for name in ("scale_factor", "rotation_factor", "flip_shift_px"):
+    for name in ("scale_factor", "rotation_factor", "flip_shift_px", "level_weight", "level_margin"):
         value = getattr(cfg, name)
         if not (value >= 0 and math.isfinite(value)):
             raise ValueError(f"config key {name} must be a finite number >= 0, got {value}")

@@ -16,6 +16,9 @@ from hdm.targets import DEMANDER_MODES, demanders
 SOLVERS = ("exact", "sinkhorn")
 REDUCTIONS = ("mean", "sum", "none")
 SUPPLIERS = ("relu", "softplus", "softmax")
+#: "guarded": the ε guard of :func:`suppliers` (an all-≤ 0 relu map becomes a softmax supplier);
+#: "strict": the literal relu + normalisation, so an all-≤ 0 relu map contributes no loss and no gradient.
+SUPPLY_GUARDS = ("guarded", "strict")
 
 
 def _not_finite(name: str) -> ValueError:
@@ -98,6 +101,39 @@ def suppliers(pred_heatmaps: torch.Tensor, eps: float = 1e-6, activation: str = 
     return ((positive + guard) / mass).view_as(pred_heatmaps)
 
 
+def strict_suppliers(pred_heatmaps: torch.Tensor, activation: str = "relu") -> torch.Tensor:
+    """The literal suppliers, without the ε guard: ``act(h) / Σ act(h)`` (softmax unchanged). Maps without positive
+    mass (all-≤ 0 relu maps) give 0 / 0 = NaN: drop them first (:func:`has_supply`).
+
+    Args: pred_heatmaps (..., H, W); activation: one of ``SUPPLIERS``. Returns (..., H, W), summing to 1."""
+    _check_floating(pred_heatmaps)
+    if activation not in SUPPLIERS:
+        raise ValueError(f"activation must be one of {SUPPLIERS}, got {activation!r}")
+    flat = pred_heatmaps.flatten(-2)
+    if activation == "softmax":
+        return torch.softmax(flat, dim=-1).view_as(pred_heatmaps)
+    positive = torch.relu(flat) if activation == "relu" else nn.functional.softplus(flat)
+    return (positive / positive.sum(-1, keepdim=True)).view_as(pred_heatmaps)
+
+
+def has_supply(pred_heatmaps: torch.Tensor, activation: str = "relu") -> torch.Tensor:
+    """(...) bool: whether each (..., H, W) map has positive mass under ``activation`` (relu: a pixel > 0;
+    softplus and softmax: always). The maps the strict mode keeps, and those the guard does not serve."""
+    if activation != "relu":
+        return torch.ones(pred_heatmaps.shape[:-2], dtype=torch.bool, device=pred_heatmaps.device)
+    return (pred_heatmaps.detach() > 0).flatten(-2).any(-1)
+
+
+def supplier_mass(pred_heatmaps: torch.Tensor, eps: float = 1e-6, activation: str = "relu") -> torch.Tensor:
+    """(...) detached mass the suppliers normalise: Σ act(h) + eps over each (..., H, W) map (relu, softplus); 1 for
+    softmax (already normalised). The gradient of the normalised suppliers scales as 1 / this mass."""
+    flat = pred_heatmaps.detach().flatten(-2)
+    if activation == "softmax":
+        return torch.ones_like(flat[..., 0])
+    positive = torch.relu(flat) if activation == "relu" else nn.functional.softplus(flat)
+    return positive.sum(-1) + eps
+
+
 class HDMLoss(nn.Module):
     """Heatmap distribution matching loss (eq. 1): per joint, the EMD between suppliers and demanders.
 
@@ -113,6 +149,12 @@ class HDMLoss(nn.Module):
         sinkhorn_eps: entropic regularisation in cost units (only for ``solver="sinkhorn"``).
         supply_eps: guard of :func:`suppliers`.
         supplier: activation of :func:`suppliers`: "relu" (the paper's), "softplus" or "softmax" (ablations).
+        supply_guard: "guarded" (:func:`suppliers`, an all-≤ 0 relu map becomes a softmax supplier) or "strict"
+            (:func:`strict_suppliers`: the literal relu + normalisation; an all-≤ 0 relu map costs 0, no gradient).
+        mass_weighting: a repair that keeps the loss's suppliers: each joint's EMD is weighted by its detached
+            supplier mass (:func:`supplier_mass`) over the batch's mean mass, so maps with little positive mass
+            (whose gradient scales as 1 / mass) do not dominate the batch's gradient. Reported values
+            (:meth:`per_joint`) stay unweighted.
 
     Dtypes: float32 / float64 heatmaps are normalised and solved as given (the exact solver always works in
     float64); float16 / bfloat16 heatmaps (AMP) are normalised and solved in float32, and the loss and the
@@ -129,6 +171,8 @@ class HDMLoss(nn.Module):
         sinkhorn_eps: float = 0.05,
         supply_eps: float = 1e-6,
         supplier: str = "relu",
+        supply_guard: str = "guarded",
+        mass_weighting: bool = False,
     ):
         super().__init__()
         for name, value, allowed in (
@@ -137,6 +181,7 @@ class HDMLoss(nn.Module):
             ("reduction", reduction, REDUCTIONS),
             ("cost", cost, ot.COSTS),
             ("supplier", supplier, SUPPLIERS),
+            ("supply_guard", supply_guard, SUPPLY_GUARDS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -147,10 +192,12 @@ class HDMLoss(nn.Module):
         self.sinkhorn_eps = sinkhorn_eps
         self.supply_eps = supply_eps
         self.supplier = supplier
+        self.supply_guard = supply_guard
+        self.mass_weighting = mass_weighting
 
     def per_joint(self, pred_heatmaps: torch.Tensor, joints: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
         """Unweighted EMD per joint, (B, K) in the dtype of ``pred_heatmaps``; 0 (and no gradient) where
-        target_weight is 0."""
+        target_weight is 0 (and, with ``supply_guard="strict"``, where a relu map has no positive pixel)."""
         _check_pose_inputs(pred_heatmaps, joints, target_weight, finite=not self._fused(pred_heatmaps))
         return self._per_joint(pred_heatmaps, joints, target_weight).to(pred_heatmaps.dtype)
 
@@ -168,14 +215,20 @@ class HDMLoss(nn.Module):
         pred_heatmaps = pred_heatmaps.to(work)  # no copy unless half precision; autograd casts the gradient back
         if joints.dtype in HALF_DTYPES:
             joints = joints.to(work)
+        strict = self.supply_guard == "strict"
+        if strict:  # maps without supply cost nothing and get no gradient
+            target_weight = target_weight * has_supply(pred_heatmaps, self.supplier).to(target_weight.dtype)
         if self._fused(pred_heatmaps):
-            return _fused_exact(pred_heatmaps, joints, target_weight, self.supply_eps, self.cost)
+            return _fused_exact(pred_heatmaps, joints, target_weight, 0.0 if strict else self.supply_eps, self.cost)
         batch, joint_count, height, width = pred_heatmaps.shape
         losses = pred_heatmaps.new_zeros(batch, joint_count)
         used = target_weight > 0
         if not used.any():
             return losses + 0.0 * pred_heatmaps.sum((-1, -2))  # keeps the graph connected
-        supply = suppliers(pred_heatmaps[used], self.supply_eps, self.supplier)  # (N, H, W)
+        if strict:
+            supply = strict_suppliers(pred_heatmaps[used], self.supplier)  # (N, H, W)
+        else:
+            supply = suppliers(pred_heatmaps[used], self.supply_eps, self.supplier)  # (N, H, W)
         positions, masses = demanders(joints[used].unsqueeze(0), (height, width), self.demanders)
         positions, masses = positions[0], masses[0].to(supply.dtype)
         if self.solver == "exact":
@@ -189,12 +242,22 @@ class HDMLoss(nn.Module):
         _check_pose_inputs(pred_heatmaps, joints, target_weight, finite=not self._fused(pred_heatmaps))
         per_joint = self._per_joint(pred_heatmaps, joints, target_weight)
         weighted = per_joint * target_weight.to(per_joint.dtype)
+        if self.mass_weighting:
+            weighted = weighted * self._mass_weights(pred_heatmaps, target_weight).to(weighted.dtype)
         if self.reduction == "none":
             return weighted.to(pred_heatmaps.dtype)
         total = weighted.sum()  # 0 for an empty batch, still connected to the input
         if self.reduction == "mean":
             total = total / max(pred_heatmaps.shape[0], 1)
         return total.to(pred_heatmaps.dtype)
+
+
+    def _mass_weights(self, pred_heatmaps: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        """(B, K) detached supplier mass of each joint's map over the mean mass of the batch's counted joints."""
+        mass = supplier_mass(pred_heatmaps.to(_working_dtype(pred_heatmaps.dtype)), self.supply_eps, self.supplier)
+        counted = target_weight > 0
+        mean = mass[counted].mean() if counted.any() else mass.new_ones(())
+        return mass / mean
 
 
 class _FusedExactEMD(torch.autograd.Function):

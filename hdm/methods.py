@@ -63,14 +63,37 @@ class TargetMSELoss(nn.Module):
 
 class JointsHDMLoss(nn.Module):
     """``HDMLoss`` (eq. 1) called with the joints' visibility: a joint counts when it is labelled and inside the
-    heatmap (``hdm.targets.target_weight``). Keyword arguments go to ``HDMLoss``."""
+    heatmap (``hdm.targets.target_weight``). Keyword arguments go to ``HDMLoss``.
 
-    def __init__(self, **hdm_options):
+    ``level_weight`` > 0 adds a repair that leaves the EMD term as it is: ``level_weight`` x Σ_k w_k
+    relu(``level_margin`` - max_pixels h_k), averaged over images, which stops a counted joint's map from sinking
+    to all-≤ 0 (where relu suppliers have no gradient) by raising its highest pixel back to the margin.
+    """
+
+    def __init__(self, level_weight: float = 0.0, level_margin: float = 0.1, **hdm_options):
         super().__init__()
         self.hdm = HDMLoss(**hdm_options)
+        self.level_weight = level_weight
+        self.level_margin = level_margin
 
     def forward(self, heatmaps: torch.Tensor, joints: torch.Tensor, visibility: torch.Tensor) -> torch.Tensor:
-        return self.hdm(heatmaps, joints, target_weight(joints, visibility, tuple(heatmaps.shape[-2:])))
+        weight = target_weight(joints, visibility, tuple(heatmaps.shape[-2:]))
+        loss = self.hdm(heatmaps, joints, weight)
+        if self.level_weight > 0:
+            peak = heatmaps.flatten(-2).amax(-1)  # (B, K)
+            sinking = torch.relu(self.level_margin - peak) * weight.to(peak.dtype)
+            loss = loss + self.level_weight * sinking.sum() / max(heatmaps.shape[0], 1)
+        return loss
+
+
+#: Config keys of the EMD methods' loss: the suppliers' activation and guard, and the repairs (docs/assumptions.md).
+HDM_KEYS = ("supplier", "supply_guard", "mass_weighting", "level_weight", "level_margin")
+
+
+def _hdm_loss(o, **fixed) -> JointsHDMLoss:
+    """The EMD methods' loss from the config ``o`` (``HDM_KEYS``) and the method's ``fixed`` options."""
+    return JointsHDMLoss(supplier=o.supplier, supply_guard=o.supply_guard, mass_weighting=o.mass_weighting,
+                         level_weight=o.level_weight, level_margin=o.level_margin, **fixed)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -99,21 +122,21 @@ METHODS: dict[str, Method] = {
     "dot": Method("MSE to dot heatmaps (1 at the rounded pixel)", lambda o: TargetMSELoss(dot_heatmaps), "argmax_shift"),
     "hdm": Method(
         "EMD to the 4 sub-pixel demanders, exact (ours, eq. 1)",
-        lambda o: JointsHDMLoss(supplier=o.supplier),
+        lambda o: _hdm_loss(o),
         decoder="local_com",
-        keys=("supplier",),
+        keys=HDM_KEYS,
     ),
     "hdm_naive": Method(
         "EMD to one demander at the rounded pixel (ablation)",
-        lambda o: JointsHDMLoss(demanders="naive", supplier=o.supplier),
+        lambda o: _hdm_loss(o, demanders="naive"),
         decoder="local_com",
-        keys=("supplier",),
+        keys=HDM_KEYS,
     ),
     "hdm_sinkhorn": Method(
         "entropic EMD (Sinkhorn, sinkhorn_eps) to the sub-pixel demanders",
-        lambda o: JointsHDMLoss(solver="sinkhorn", sinkhorn_eps=o.sinkhorn_eps, supplier=o.supplier),
+        lambda o: _hdm_loss(o, solver="sinkhorn", sinkhorn_eps=o.sinkhorn_eps),
         decoder="local_com",
-        keys=("supplier", "sinkhorn_eps"),
+        keys=(*HDM_KEYS, "sinkhorn_eps"),
     ),
 }
 
