@@ -93,6 +93,7 @@ class Config:
     head_bias: float = 0.0  # repair: initial bias of the head, heatmap units (> 0: every pixel starts positive)
     init: str = "scratch"  # scratch: HRNet's random init | pretrained: the part-segmentation backbone (PretrainConfig)
     init_from: str | None = None  # None: start from `init`; else a variant whose scale-preset run gives the weights
+    pretrain_hw: tuple[int, int] | None = None  # (H, W) input of the pretraining run (init="pretrained"); None: input_hw
     batch_size: int = 16  # global batch (split over the ranks of a distributed run)
     # evaluation
     decoder: str = "auto"  # a hdm.decode.DECODERS key; "auto": the method's default (hdm.methods)
@@ -161,6 +162,7 @@ class Config:
             cfg.pop("val_boxes")
         for key in set(METHOD_KEYS) - set(get_method(self.method).keys):
             cfg.pop(key)
+        cfg.pop("pretrain_hw")  # part of the pretraining run's identity below, where it counts
         if self.init == "pretrained":  # the backbone's pretraining run is part of ours
             cfg["init"] = {"pretrained": pretrain_config(self).identity()}
         if self.init_from is None:
@@ -238,6 +240,8 @@ def _validate(cfg: Config) -> None:
             f"output stride), got {heatmap_hw}: set both (--set input_hw={','.join(map(str, input_hw))} "
             f"--set heatmap_hw={','.join(map(str, expected))})"
         )
+    if cfg.pretrain_hw is not None and (len(cfg.pretrain_hw) != 2 or any(v < 1 or v % stride for v in cfg.pretrain_hw)):
+        raise ValueError(f"config key pretrain_hw must be None or (H, W) multiples of {stride}, got {cfg.pretrain_hw}")
     for name in ("seed", "data_seed"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"config key {name} must be >= 0, got {getattr(cfg, name)}")
@@ -523,7 +527,9 @@ _PRETRAIN_BY_SCALE = {"smoke": dict(num_images=16, val_images=4, epochs=1, batch
 
 
 def pretrain_config(cfg: Config) -> PretrainConfig:
-    """The pretraining run whose backbone starts ``cfg`` when ``cfg.init == "pretrained"``: the model and input
-    size of ``cfg``, the ``PretrainConfig`` defaults (seconds-sized at the smoke scale)."""
-    return PretrainConfig(model=cfg.model, input_hw=tuple(cfg.input_hw), device=cfg.device, num_workers=cfg.num_workers,
+    """The pretraining run whose backbone starts ``cfg`` when ``cfg.init == "pretrained"``: the model of ``cfg``,
+    its ``pretrain_hw`` (None: its input size), the ``PretrainConfig`` defaults (seconds-sized at the smoke scale).
+    The backbone is fully convolutional, so a run at 256x192 can start from the 128x96 pretraining run."""
+    input_hw = tuple(cfg.input_hw if cfg.pretrain_hw is None else cfg.pretrain_hw)
+    return PretrainConfig(model=cfg.model, input_hw=input_hw, device=cfg.device, num_workers=cfg.num_workers,
                           **_PRETRAIN_BY_SCALE.get(cfg.scale, {}))  # fmt: skip

@@ -128,3 +128,16 @@ def test_head_bias_starts_every_pixel_positive():
     with torch.no_grad():
         out = model(torch.randn(1, 3, *cfg.input_hw))
     assert (out > 0).all()
+
+
+def test_a_larger_input_can_start_from_the_long_scale_pretraining_run():
+    """The 64x48 screen (issue 19, item 5b) starts from the same pretrained backbone as the 32x24 runs."""
+    from hdm.config import pretrain_config
+
+    long = preset("long", "gaussian")
+    large = long.replace(input_hw="256,192", heatmap_hw="64,48", pretrain_hw="128,96")
+    assert pretrain_config(large).identity() == pretrain_config(long).identity()
+    assert large.identity()["init"] == long.identity()["init"] and "pretrain_hw" not in large.identity()
+    assert pretrain_config(long.replace(input_hw="256,192", heatmap_hw="64,48")).input_hw == (256, 192)
+    with pytest.raises(ValueError, match="pretrain_hw"):
+        long.replace(pretrain_hw="130,96")
