@@ -24,6 +24,7 @@ changes or a deterministic number differs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -33,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from hdm.config import SCALES, check_parameters
+from hdm.machine import machine_info
 from hdm.paths import REPO_ROOT, RESULTS
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -171,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     from hdm.analysis import tables, verdicts
 
     if args.scale in tables.RESULT_SCALES:
+        machine = RESULTS / f"machine_{args.scale}.json"  # what produced these tables (named by --check)
+        machine.write_text(json.dumps({**machine_info(), "notebooks": names, "date": time.strftime("%Y-%m-%d")},
+                                      indent=2) + "\n")  # fmt: skip
         written = verdicts.write_results()
         print(f"verdicts: {written[0]} and {len(written) - 1} README tables under {written[0].parent / 'readme'}; "
               f"against the committed results: python -m hdm.reproduce --check --scale {args.scale}")

@@ -64,6 +64,7 @@ import torch
 from hdm import codehash
 from hdm.config import Config, digest
 from hdm.data.sources import data_fingerprint, without_paths
+from hdm.machine import machine_info
 from hdm.paths import REPO_ROOT, runs_root
 
 # Bump when results change for an unchanged config and unchanged code (e.g. a data file's meaning changed).
@@ -100,8 +101,8 @@ TRAINING_MODULES = ("__init__.py", "config.py", "methods.py", "loss.py", "ot.py"
                     "engine/*.py")  # fmt: skip
 #: Modules that only read runs, report or launch (or compute identities: ``codehash.py``): editing them never
 #: retrains anything by itself.
-REPORTING_MODULES = ("runs.py", "codehash.py", "paths.py", "analysis/*.py", "experiments.py", "plots.py", "theory.py",
-                     "paper.py", "oracle.py", "reproduce.py", "cli.py", "__main__.py")  # fmt: skip
+REPORTING_MODULES = ("runs.py", "codehash.py", "machine.py", "paths.py", "analysis/*.py", "experiments.py", "plots.py",
+                     "theory.py", "paper.py", "oracle.py", "reproduce.py", "cli.py", "__main__.py")  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -619,14 +620,14 @@ class Run:
         prov = read_json(path) if path.is_file() else {
             "seed": seed, "python": sys.version.split()[0], "platform": platform.platform(),
             "packages": package_versions(), "git": git_state(), "code_version": code_version(), "created": now(),
-            "finished": None, "sessions": [],
+            "machine": machine_info(), "finished": None, "sessions": [],
         }  # fmt: skip
         if data is not None:
             prov["data"] = data
         prov["sessions"].append({
             "host": socket.gethostname(), "pid": os.getpid(), "device": device_name(device),
             "world_size": world_size, "first_epoch": first_epoch, "start": now(), "end": None,
-            "torch": torch.__version__, "git": git_state(),
+            "torch": torch.__version__, "git": git_state(), "machine": machine_info(),
         })  # fmt: skip
         write_json(path, prov)
         return prov

@@ -174,3 +174,12 @@ def test_reproduce_ends_by_rebuilding_the_verdicts(tmp_path, monkeypatch):
     assert reproduce.main(["--scale", "default", "--only", "fig2"]) == 0
     assert (tmp_path / "verdicts.md").read_text() == (paths.REPO_ROOT / "results" / "verdicts.md").read_text()
     assert (tmp_path / "readme" / "fig2_consistency_default.md").is_file()
+
+
+def test_the_report_names_both_machines(tmp_path):
+    from hdm.machine import machine_info
+
+    frame = check.compare_tables(tmp_path, tmp_path, "default")
+    text = check.report(frame, "default", "a folder", {"committed": None, "rerun": machine_info()})
+    assert "| committed | not recorded |" in text
+    assert machine_info()["torch_cpu_capability"] in text and machine_info()["cpu"] in text

@@ -135,6 +135,11 @@ def test_provenance_records_versions_git_and_sessions(tmp_path):
     assert [s["world_size"] for s in prov["sessions"]] == [1, 2]
     assert all(s["end"] for s in prov["sessions"]) and prov["finished"] == prov["sessions"][-1]["end"]
     assert prov["sessions"][0]["host"] == socket.gethostname()
+    # the machine, per run and per session: CPU, the ISA torch dispatches to, threads (issue 20, item 3)
+    for machine in (prov["machine"], *(s["machine"] for s in prov["sessions"])):
+        assert machine["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        assert machine["cpu"] and machine["torch_threads"] == torch.get_num_threads()
+        assert machine["packages"]["numba"] == metadata.version("numba")
 
 
 def test_run_reads_back_and_rejects_non_runs(tmp_path, monkeypatch):

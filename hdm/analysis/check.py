@@ -20,6 +20,7 @@ within (or, 1 in 20 by chance, just outside) their seed spread are what another 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from scipy.stats import t as student_t
 
 from hdm import paths
 from hdm.analysis.verdicts import verdict_rows
+from hdm.machine import describe, machine_info
 
 #: Absolute floor of a seed tolerance (the number's unit: 1e-3 = 0.1 AP point for fractions).
 FLOOR = 1e-3
@@ -262,9 +264,14 @@ def summary_line(frame: pd.DataFrame) -> str:
             f"numbers and {count.get('text', 0)} texts reported, not tested.")
 
 
-def report(frame: pd.DataFrame, scale: str, against: str) -> str:
-    """The Markdown report: what was compared, the summary line, then one row per number."""
-    lines = [f"# Reproduction check, {scale} scale", "",
+def report(frame: pd.DataFrame, scale: str, against: str, machines: dict | None = None) -> str:
+    """The Markdown report: what was compared, the machines (``{"committed": info, "rerun": info}``, see
+    ``hdm.machine``), the summary line, then one row per number."""
+    lines = [f"# Reproduction check, {scale} scale", ""]
+    if machines is not None:
+        lines += ["| tables | machine |", "|---|---|"]
+        lines += [f"| {name} | {describe(info)} |" for name, info in machines.items()] + [""]
+    lines += [
              f"The tables in `results/tables/` against {against}. Seed-aggregated numbers (mean ± std over n seeds) "
              f"agree when their difference lies within the {100 * CONFIDENCE:.0f} % Welch interval of the difference of means "
              f"(the tolerance; at least {FLOOR:g} in the number's unit, or one unit of the last printed digit); "
@@ -293,6 +300,26 @@ def committed_tables(ref: str, dest) -> Path:
     return dest
 
 
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _committed_machine(against: str, scale: str) -> dict | None:
+    """The ``results/machine_<scale>.json`` beside the committed tables (a folder's parent, or git's ``against``)."""
+    name = f"machine_{scale}.json"
+    if Path(against).is_dir():
+        return _read_json(Path(against).parent / name)
+    shown = subprocess.run(["git", "show", f"{against}:results/{name}"], cwd=paths.REPO_ROOT, capture_output=True,
+                           text=True)  # fmt: skip
+    try:
+        return json.loads(shown.stdout) if shown.returncode == 0 else None
+    except ValueError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -317,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         if not list(committed.glob(f"*_{args.scale}.csv")):
             parser.exit(2, f"{parser.prog}: error: no {args.scale}-scale tables at {against}\n")
         frame = compare_tables(committed, args.tables, args.scale)
-    text = report(frame, args.scale, against)
+        machines = {"committed": _committed_machine(args.against, args.scale),
+                    "rerun": _read_json(paths.RESULTS / f"machine_{args.scale}.json") or machine_info()}  # fmt: skip
+    text = report(frame, args.scale, against, machines)
     out = args.out or paths.RESULTS / f"reproduction_check_{args.scale}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
