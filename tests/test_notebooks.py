@@ -122,7 +122,8 @@ def test_smoke_outputs_are_git_ignored_and_committed_scales_are_not():
     smoke = [f"results/{kind}/{name}.{ext}" for names in EXPECTED.values() for kind, exts in
              (("figures", ("png", "pdf")), ("tables", ("csv", "md"))) for name in names[kind] if name.endswith("_smoke")
              for ext in exts]
-    smoke += [f"results/notebooks/smoke/{name}.ipynb" for name in NOTEBOOKS] + ["out.ipynb"]
+    smoke += [f"results/notebooks/smoke/{name}.ipynb" for name in NOTEBOOKS] + ["results/machine_smoke.json"]
+    smoke += ["out.ipynb"]  # papermill's executed copy, when written to the repository root
     committed = [p.replace("_smoke", "_default").replace("/smoke/", "/default/") for p in smoke[:-1]]
     committed += [f"notebooks/{name}.ipynb" for name in NOTEBOOKS]
     done = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=ROOT, input="\n".join(smoke + committed),
