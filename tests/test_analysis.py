@@ -497,7 +497,7 @@ def _public_names(path: Path) -> set[str]:
 
 
 def test_every_public_name_of_the_notebook_modules_is_reexported():
-    for path in [ANALYSIS / "stats.py", ANALYSIS / "errors.py", ANALYSIS / "readings.py",
+    for path in [ANALYSIS / "stats.py", ANALYSIS / "errors.py", ANALYSIS / "readings.py", ANALYSIS / "mechanism.py",
                  Path(hdm.experiments.__file__)]:
         missing = _public_names(path) - set(hdm.analysis.__all__)
         assert not missing, f"{path.name}: {sorted(missing)} not re-exported by hdm.analysis"

@@ -4,6 +4,8 @@
   paired differences, learning-curve gains, orders of methods).
 - :mod:`hdm.analysis.errors`: error analyses of predictions (per-joint errors, visibility, misses, the joints
   Fig. 1 and Fig. 3 show, exact vs. entropic solver on the same maps).
+- :mod:`hdm.analysis.mechanism`: why distribution matching loses, in the paper's terms: finding vs placing a
+  joint, and the shift test of the relu-normalised EMD's pull toward all-≤ 0 maps.
 - :mod:`hdm.analysis.readings`: the "Reading" paragraphs and Table 1 beside the paper; verdicts computed, never typed.
 - :mod:`hdm.analysis.verdicts`: the claim-by-claim verdict table, from the tables the notebooks write; with
   :mod:`hdm.analysis.headlines` (the README's result tables) and :mod:`hdm.analysis.tables` (reading and formatting)
@@ -15,8 +17,10 @@ of the first three modules, so that notebooks keep calling ``analysis.<name>``.
 """
 
 from hdm.analysis.errors import (VISIBILITY, VISIBLE, default_joint_names, error_by_visibility, error_summary,
-                                 first_indices, joint_errors, miss_breakdown, pick_joints, solver_agreement,
-                                 split_picks, stack_joint_errors, worst_joints)
+                                 first_indices, joint_errors, miss_breakdown, person_size, pick_joints,
+                                 solver_agreement, split_picks, stack_joint_errors, worst_joints)
+from hdm.analysis.mechanism import (FOUND_THRESHOLD, finding_placing, found_mask, no_positive_share, placing_errors,
+                                    shift_test)
 from hdm.analysis.readings import (CONCENTRATION, SHORT_LABELS, dynamics_reading, fig1_reading, fig2_claim_holds,
                                    fig2_reading, fig3_reading, paper_qualitative_rows, table1_beside_paper,
                                    table1_reading, theorem1_reading)
@@ -29,8 +33,9 @@ from hdm.experiments import (best_relu_variant, distinct_from_ours, dynamics_scr
 
 __all__ = [
     "VISIBILITY", "VISIBLE", "default_joint_names", "error_by_visibility", "error_summary", "first_indices",
-    "joint_errors", "miss_breakdown", "pick_joints", "solver_agreement", "split_picks", "stack_joint_errors",
+    "joint_errors", "miss_breakdown", "person_size", "pick_joints", "solver_agreement", "split_picks", "stack_joint_errors",
     "worst_joints",
+    "FOUND_THRESHOLD", "finding_placing", "found_mask", "no_positive_share", "placing_errors", "shift_test",
     "CONCENTRATION", "SHORT_LABELS", "dynamics_reading", "fig1_reading", "fig2_claim_holds", "fig2_reading", "fig3_reading",
     "paper_qualitative_rows", "table1_beside_paper", "table1_reading", "theorem1_reading",
     "DYNAMICS_COLUMNS", "check_columns", "consistency_table", "decoder_ablation", "epoch_window", "final_epoch_table",

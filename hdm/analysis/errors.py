@@ -25,7 +25,7 @@ def default_joint_names(num_joints: int) -> tuple[str, ...]:
     return known.get(num_joints, tuple(f"joint{k}" for k in range(num_joints)))
 
 
-def _person_size(predictions: dict[str, np.ndarray]) -> np.ndarray:
+def person_size(predictions: dict[str, np.ndarray]) -> np.ndarray:
     """(N,) person size in original-image px: the longer side of the crop box before padding, 200 * max(scale) / 1.25."""
     return 200.0 * predictions["scale"].max(-1) / 1.25
 
@@ -47,7 +47,7 @@ def joint_errors(predictions: dict[str, np.ndarray], joint_names: list[str] | No
     if len(names) != joints:
         raise ValueError(f"{len(names)} joint names for {joints} joints")
     errors = np.linalg.norm(predictions["image_coords"] - predictions["image_joints"], axis=-1)
-    size = _person_size(predictions)
+    size = person_size(predictions)
     sample, joint = np.nonzero(flags > 0)
     return pd.DataFrame({
         "sample": sample, "index": predictions["index"][sample], "joint": joint,
@@ -125,7 +125,7 @@ def miss_breakdown(predictions: dict[str, np.ndarray], flip_pairs=None, threshol
     twin = np.arange(num_joints)
     for i, j in flip_pairs:
         twin[i], twin[j] = j, i
-    size = _person_size(predictions)[:, None]
+    size = person_size(predictions)[:, None]
     labelled = flags > 0
     own = np.linalg.norm(coords - truth, axis=-1) / size
     other = np.linalg.norm(coords - truth[:, twin], axis=-1) / size
