@@ -12,6 +12,8 @@
 
 from pathlib import Path
 
+from jupytext import AsyncTextFileContentsManager
+
 HERE = Path(__file__).resolve().parent
 NOTEBOOK_METADATA = ("jupytext", "kernelspec")  # jupytext's default filter for the .py header
 CELL_METADATA = ("tags",)  # the pairs' cell_metadata_filter: tags,-all
@@ -31,7 +33,15 @@ def strip_paired_notebook(model, path, contents_manager, **kwargs):
             cell["outputs"], cell["execution_count"] = [], None
 
 
+class PairedNotebooksContentsManager(AsyncTextFileContentsManager):
+    """jupytext's contents manager with the hook above (registered here: the server applies its config twice, and
+    a configured pre_save_hook warns when set again)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.register_pre_save_hook(strip_paired_notebook)
+
+
 c = get_config()  # noqa: F821 (provided by the config loader)
-c.ServerApp.contents_manager_class = "jupytext.AsyncTextFileContentsManager"
-c.ContentsManager.pre_save_hook = strip_paired_notebook
+c.ServerApp.contents_manager_class = PairedNotebooksContentsManager
 c.LabApp.app_settings_dir = str(HERE / "lab")
