@@ -48,6 +48,41 @@ def dynamics_sweep(scale: str) -> tuple[list[str], list[str]]:
     return lrs + rest, ["hdm_sinkhorn+epochs:2+max_train_samples:2000", "hdm+epochs:2+max_train_samples:2000"]
 
 
+#: The strict supply mode and the repairs of relu training (issue 19), each a labelled deviation from our method.
+STRICT_SCREEN = "hdm+supply_guard:strict"
+REPAIRS = {
+    "hdm+head_bias:0.1": "head bias 0.1 at the start (every pixel positive)",
+    "hdm+mass_weighting:true": "joints weighted by their detached supplier mass",
+    "hdm+level_weight:1": "a level term keeping each map's peak at 0.1",
+}
+
+
+def mechanism_screens(scale: str) -> list[str]:
+    """Variants the dynamics notebook screens beside the sweep to test the mechanism (issue 19): the strict mode
+    (no guard: an all-≤ 0 map gets no loss and no gradient) and the ``REPAIRS``. None at the default scale (its
+    20-minute budget); smoke and long screen all of them."""
+    return [] if scale == "default" else [STRICT_SCREEN, *REPAIRS]
+
+
+def repair_label(variant: str) -> str:
+    """Table 1's label of a repaired variant: ``"ours, repaired: <what>"``."""
+    base = variant.split("+epochs:")[0]
+    if base not in REPAIRS:
+        raise ValueError(f"{variant!r} is not one of the repairs {sorted(REPAIRS)}")
+    return f"ours, repaired: {REPAIRS[base]}"
+
+
+def best_repair(summary: pd.DataFrame, accuracy: str, key: str = "variant") -> str | None:
+    """The repair (a ``REPAIRS`` key, screened or not) with the highest mean ``accuracy`` in a sweep summary, or
+    None when none was screened."""
+    base = summary[key].str.split("+epochs:", regex=False).str[0]
+    repaired = base.isin(list(REPAIRS))
+    if not repaired.any():
+        return None
+    rows = summary[repaired].assign(_base=base[repaired])
+    return str(rows.sort_values(f"{accuracy}_mean", ascending=False, kind="stable")["_base"].iloc[0])
+
+
 def dynamics_screen_epochs(scale: str, screen_epochs: int | str | None = "auto") -> int | None:
     """Epochs of every run of the dynamics notebook at ``scale``, from its ``screen_epochs`` parameter: an
     integer >= 1 as it is, ``None`` for the scale's own schedule, ``"auto"`` for ``None`` except at the long scale,

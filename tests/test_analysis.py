@@ -507,3 +507,21 @@ def test_every_public_name_of_the_notebook_modules_is_reexported():
 def test_no_analysis_module_is_over_400_lines():
     for path in [*ANALYSIS.glob("*.py"), Path(hdm.experiments.__file__)]:
         assert len(path.read_text().splitlines()) < 400, path.name
+
+
+def test_the_mechanism_screens_and_the_best_repair():
+    from hdm import experiments
+    from hdm.config import variant_preset
+
+    assert experiments.mechanism_screens("default") == []
+    screens = experiments.mechanism_screens("long")
+    assert screens[0] == "hdm+supply_guard:strict" and len(screens) >= 4
+    for spec in screens:  # every screen is a valid variant that differs from plain hdm
+        assert variant_preset("long", spec) != variant_preset("long", "hdm")
+    summary = pd.DataFrame({"variant": ["hdm+epochs:5", "hdm+head_bias:0.1+epochs:5", "hdm+level_weight:1+epochs:5"],
+                            "PCK_mean": [0.3, 0.5, 0.4]})  # fmt: skip
+    assert experiments.best_repair(summary, "PCK") == "hdm+head_bias:0.1"
+    assert experiments.best_repair(summary.iloc[:1], "PCK") is None
+    assert experiments.repair_label("hdm+head_bias:0.1+epochs:5").startswith("ours, repaired: head bias")
+    with pytest.raises(ValueError, match="not one of the repairs"):
+        experiments.repair_label("hdm+lr:1e-4")

@@ -28,8 +28,9 @@ from hdm.analysis.stats import (DYNAMICS_COLUMNS, check_columns, consistency_tab
                                 final_epoch_table, loss_accuracy_consistency, mean_std_strings, paired_difference,
                                 rank_order, stack_metrics, strictly_ordered, summarise_over_seeds, sweep_summary,
                                 tracking_accuracy, window_gains)
-from hdm.experiments import (best_relu_variant, distinct_from_ours, dynamics_screen_epochs, dynamics_suppliers,
-                             dynamics_sweep, longer_baseline, our_setting, screened, variant_value)
+from hdm.experiments import (REPAIRS, STRICT_SCREEN, best_relu_variant, best_repair, distinct_from_ours,
+                             dynamics_screen_epochs, dynamics_suppliers, dynamics_sweep, longer_baseline,
+                             mechanism_screens, our_setting, repair_label, screened, variant_value)
 
 __all__ = [
     "VISIBILITY", "VISIBLE", "default_joint_names", "error_by_visibility", "error_summary", "first_indices",
@@ -42,5 +43,6 @@ __all__ = [
     "loss_accuracy_consistency", "mean_std_strings", "paired_difference", "rank_order", "stack_metrics",
     "strictly_ordered", "summarise_over_seeds", "sweep_summary", "tracking_accuracy", "window_gains",
     "best_relu_variant", "distinct_from_ours", "dynamics_screen_epochs", "dynamics_suppliers", "dynamics_sweep",
-    "longer_baseline", "our_setting", "screened", "variant_value",
+    "longer_baseline", "our_setting", "screened", "variant_value", "REPAIRS", "STRICT_SCREEN", "best_repair",
+    "mechanism_screens", "repair_label",
 ]  # fmt: skip
