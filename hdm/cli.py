@@ -2,7 +2,7 @@
 
     python -m hdm train --scale smoke|default|paper --method M --seed S [--dataset D] [--set key=value ...]
     torchrun --standalone --nproc_per_node 4 -m hdm train --scale paper --method hdm     # data parallel
-    python -m hdm evaluate --run DIR [--decoder local_com|argmax_shift] [--flip-test | --no-flip-test]
+    python -m hdm evaluate --run DIR [--decoder local_com|argmax_shift] [--flip-test | --no-flip-test] [--split test]
     python -m hdm config --scale default --method hdm [--set ...]     # print the resolved config and run folder
     python -m hdm runs                                                  # list the run folders and their state
     python -m hdm pretrain [--set key=value ...]                        # the part-segmentation backbone (init=pretrained)
@@ -22,6 +22,7 @@ import sys
 
 from hdm import runs
 from hdm.config import DATASETS, SCALES, Config, PretrainConfig, check_device, preset
+from hdm.data.sources import EVAL_SPLITS
 from hdm.methods import METHODS
 
 #: Errors that are the user's to fix: printed as one line, exit status 2.
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", default=None, help="decoder (default: the run's)")
     p.add_argument("--flip-test", action=argparse.BooleanOptionalAction, default=None,
                    help="flip test (default: the run's setting)")  # fmt: skip
+    p.add_argument("--split", choices=EVAL_SPLITS, default="val",
+                   help="val (default: what the run validated on) or test (the held-out synthetic split)")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--refresh", action="store_true", help="recompute even if cached")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
@@ -129,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             from hdm.engine import evaluate
 
             check_device(args.device, "--device")  # as train checks it (torch raises a bare RuntimeError)
-            metrics = evaluate(
-                args.run, args.decoder, args.flip_test, device=args.device, progress=args.progress, refresh=args.refresh
-            )
+            metrics = evaluate(args.run, args.decoder, args.flip_test, split=args.split, device=args.device,
+                               progress=args.progress, refresh=args.refresh)  # fmt: skip
             print(json.dumps(metrics, indent=2))
         elif args.command == "config":
             cfg = _config(args).resolved()

@@ -219,7 +219,8 @@ def test_smoke_run_writes_every_file(gaussian_run):
     df = run.metrics
     assert df["epoch"].tolist() == [1, 2]
     expected = ["epoch", "lr", "train_loss", "val_mse", "val_hdm", "AP", "AP50", "AP75", "APM", "APL", "AR", "PCK",
-                "err_px", "err_hm", "supplier_mass", "dead_share", "head_grad"]  # fmt: skip
+                "err_px", "err_hm", "supplier_mass", "dead_share", "val_no_positive_share", "head_grad",
+                "train_no_positive_share", "train_guard_share"]  # fmt: skip
     assert list(df.columns) == expected and run.accuracy_column == "AP"
     assert (df["lr"] == cfg.lr).all() and (df[["train_loss", "val_mse", "val_hdm", "err_px"]] > 0).all().all()
     prov = run.provenance
@@ -700,3 +701,138 @@ def test_an_unwritable_eval_folder_fails_before_computing(damaged_copy, monkeypa
         cli.main(["evaluate", "--run", str(damaged_copy), "--decoder", "local_com", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and str(damaged_copy / runs.EVAL_DIR) in err
+
+
+# ------------------------------------------------------------------------------------------------ issue 19: test split, map shares
+
+
+def _hand_made_maps():
+    """Two images x 3 joints of 4 x 5 maps with known signs; joint (1, 0) is unlabelled. Counted: 5 maps, of which
+    3 have no pixel > 0: (0, 0) all negative, (0, 2) all zero, (1, 2) all negative."""
+    maps = -torch.ones(2, 3, 4, 5)
+    maps[0, 1, 2, 3] = 0.5  # one positive pixel
+    maps[0, 2] = 0.0  # zero is not positive
+    maps[1, 1] = 0.2
+    joints = torch.full((2, 3, 2), 2.0)
+    visibility = torch.tensor([[2.0, 2.0, 1.0], [0.0, 2.0, 2.0]])
+    return maps, joints, visibility
+
+
+def test_map_shares_on_hand_made_maps():
+    from hdm.engine import diagnostics
+    from hdm.loss import has_supply, suppliers
+    from hdm.targets import target_weight
+
+    maps, joints, visibility = _hand_made_maps()
+    weight = target_weight(joints, visibility, (4, 5))
+    assert diagnostics.no_positive(maps, weight).tolist() == [True, False, True, False, True]
+    served = diagnostics.guard_served(maps, weight, "relu", "guarded")
+    assert served.tolist() == [True, False, True, False, True]
+    assert torch.equal(served, ~has_supply(maps, "relu")[weight > 0])  # the loss's own test of supply
+    counted = maps[weight > 0]
+    guarded = suppliers(counted, 1e-6, "relu").flatten(1)
+    softmax = torch.softmax(counted.flatten(1), -1)
+    assert torch.allclose(guarded[served], softmax[served])  # what the loss sees there is the guard's softmax
+    assert not torch.allclose(guarded[~served], softmax[~served])
+    for supplier, guard in (("relu", "strict"), ("softplus", "guarded"), ("softmax", "guarded"), (None, "guarded")):
+        assert not diagnostics.guard_served(maps, weight, supplier, guard).any(), (supplier, guard)
+    shares = diagnostics.MapShares("relu")
+    assert math.isnan(diagnostics.MapShares.shares(shares.totals())["train_no_positive_share"])  # nothing counted
+    shares.add(maps, joints, visibility)
+    shares.add(torch.ones(2, 3, 4, 5), joints, torch.full((2, 3), 2.0))  # 6 counted maps, all positive
+    assert shares.totals() == [11.0, 3.0, 3.0]
+    assert diagnostics.MapShares.shares(shares.totals()) == {"train_no_positive_share": 3 / 11,
+                                                              "train_guard_share": 3 / 11}  # fmt: skip
+    strict = diagnostics.MapShares("relu", "strict")
+    strict.add(maps, joints, visibility)
+    assert diagnostics.MapShares.shares(strict.totals()) == {"train_no_positive_share": 0.6, "train_guard_share": 0.0}
+    assert diagnostics.loss_supplier(preset("smoke", "gaussian")) is None
+    assert diagnostics.loss_supplier(preset("smoke", "hdm")) == "relu"
+    assert diagnostics.loss_supplier(variant_preset("smoke", "hdm_naive+supplier:softplus")) == "softplus"
+
+
+def test_every_run_reports_the_map_shares_per_epoch(gaussian_run, roots, runs_dir):
+    shares = ["train_no_positive_share", "train_guard_share", "val_no_positive_share"]
+    gaussian = gaussian_run.metrics
+    assert gaussian[shares].notna().all().all() and ((gaussian[shares] >= 0) & (gaussian[shares] <= 1)).all().all()
+    assert (gaussian["train_guard_share"] == 0).all()  # MSE: no suppliers, no guard
+    relu = train(preset("smoke", "hdm", seed=0, epochs=1), **SMOKE).metrics
+    assert relu[shares].notna().all().all() and ((relu[shares] >= 0) & (relu[shares] <= 1)).all().all()
+    assert (relu["train_guard_share"] == relu["train_no_positive_share"]).all()  # relu, guarded: the same maps
+
+
+def _rewrite_test_split(data_root: Path, move_px: float) -> Path:
+    """Move every labelled keypoint of the cached smoke test split under ``data_root`` by ``move_px`` to the right
+    (kept inside the image) and rewrite its manifest, so that the cache serves the edited file as it is."""
+    from hdm.data import synthetic
+
+    ann = next((data_root / "synthetic").glob("smoke_test_*/annotations/person_keypoints_test.json"))
+    data = json.loads(ann.read_text())
+    for person in data["annotations"]:
+        kps = person["keypoints"]
+        for j in range(0, len(kps), 3):
+            if kps[j + 2] > 0:
+                kps[j] = min(kps[j] + move_px, 255.0)
+    ann.write_text(json.dumps(data))
+    synthetic.write_manifest(ann.parents[1], ann, ann.parents[1] / "images" / "test")
+    return ann
+
+
+def test_evaluate_on_the_held_out_test_split(damaged_copy, roots, tmp_path, monkeypatch, capsys, caplog):
+    from hdm.data import synthetic
+    from hdm.data.sources import eval_sources
+    from hdm.engine.data import build_eval_data
+
+    run = runs.Run(damaged_copy)
+    options = dict(decoder="argmax_shift", flip_test=False, progress=False)
+    test = evaluate(run, split="test", **options)
+    val = evaluate(run, split="val", **options)
+    assert set(test) == set(val) and test["err_px"] != val["err_px"]  # the same metrics, on other persons
+    assert engine_evaluation.eval_key("argmax_shift", False, "test") == "argmax_shift-flip0-test"
+    assert engine_evaluation.eval_key("argmax_shift", True) == "argmax_shift-flip1"  # val keeps its key
+    for name in ("argmax_shift-flip0-test", "argmax_shift-flip0"):
+        for suffix in (".json", ".npz", runs.SUMS):
+            assert (damaged_copy / runs.EVAL_DIR / f"{name}{suffix}").is_file(), name + suffix
+    saved = json.loads((damaged_copy / runs.EVAL_DIR / "argmax_shift-flip0-test.json").read_text())
+    test_ann, _ = synthetic.synthetic_split("smoke", "test", 0)
+    assert saved["split"] == "test" and saved["data"]["test_annotations"]["path"] == str(test_ann)
+    arrays = engine_evaluation.evaluation_arrays(run, "argmax_shift", False, split="test")
+    persons = json.loads(test_ann.read_text())["annotations"]
+    assert len(arrays["index"]) == len(persons) == len(build_eval_data(run.config, "test").val)
+    assert set(arrays["annotation_id"].tolist()) == {p["id"] for p in persons}
+
+    calls = []
+
+    def counted_validate(*args, **kwargs):
+        calls.append(1)
+        return validate(*args, **kwargs)
+
+    validate = engine_evaluation.validate
+    monkeypatch.setattr(engine_evaluation, "validate", counted_validate)
+    assert evaluate(run, split="test", **options) == test and not calls  # served from the cache
+
+    # other test files under HDM_DATA (every keypoint moved 3 px): evaluated anew, never served the old result
+    copy = tmp_path / "data"
+    shutil.copytree(roots / "data", copy)
+    monkeypatch.setenv("HDM_DATA", str(copy))
+    _rewrite_test_split(copy, 3.0)
+    moved = evaluate(run, split="test", **options)
+    assert calls == [1] and moved["err_px"] != test["err_px"] and "evaluating anew" in caplog.text
+    assert evaluate(run, split="test", **options) == moved and calls == [1]
+    monkeypatch.setenv("HDM_DATA", str(roots / "data"))  # back to the original files: anew again
+    assert evaluate(run, split="test", **options) == test and calls == [1, 1]
+
+    assert cli.main(["evaluate", "--run", str(damaged_copy), "--decoder", "argmax_shift", "--no-flip-test",
+                     "--split", "test", "--no-progress"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out) == test and calls == [1, 1]
+    for dataset in ("coco", "mpii"):  # no held-out test split: one line, before any file is looked for
+        cfg = preset("smoke", "hdm", dataset=dataset)
+        for call in (lambda: eval_sources(cfg, "test"), lambda: build_eval_data(cfg, "test")):
+            with pytest.raises(ValueError, match=f"split 'test' is unavailable for {dataset}: only synthetic") as info:
+                call()
+            assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="unknown evaluation split 'train'"):
+        evaluate(run, split="train")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--run", str(damaged_copy), "--split", "train"])
+    assert exit_info.value.code == 2

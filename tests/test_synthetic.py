@@ -190,7 +190,7 @@ def test_bad_arguments_say_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="smoke"):
         synthetic.synthetic_split("huge")
     with pytest.raises(ValueError, match="train"):
-        synthetic.synthetic_split("smoke", split="test")
+        synthetic.synthetic_split("smoke", split="testing")
     with pytest.raises(ValueError, match="64"):
         synthetic.generate(tmp_path, "train", 1, 0, image_size=(32, 32))
 
@@ -247,3 +247,55 @@ def test_a_change_of_the_generator_code_regenerates_the_caches(tmp_path, monkeyp
     assert first.read_bytes() != (Path(ours[0]) / "images" / "val" / first.name).read_bytes()  # drawn anew
     comment = _cached_folders(_edited_package(tmp_path / "b", "# from washed-out to vivid", "# another comment"), data)
     assert comment == ours  # a comment is not code: the cache is kept
+
+
+# ------------------------------------------------------------------ the held-out test split (issue 19, item 4)
+
+
+def _split_contents(ann: Path, image_dir: Path) -> tuple[set[str], set[str], list[list[float]]]:
+    """SHA-1 of every image's bytes and of its decoded pixels, and every person's keypoints."""
+    import hashlib
+
+    images = sorted(image_dir.glob("*.jpg"))
+    files = {hashlib.sha1(p.read_bytes()).hexdigest() for p in images}
+    pixels = {hashlib.sha1(cv2.imread(str(p), cv2.IMREAD_COLOR).tobytes()).hexdigest() for p in images}
+    keypoints = [a["keypoints"] for a in json.loads(ann.read_text())["annotations"]]
+    return files, pixels, keypoints
+
+
+def test_the_test_split_is_disjoint_from_train_and_val_and_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setenv("HDM_DATA", str(tmp_path / "data"))
+    splits = {split: synthetic.synthetic_split("smoke", split, seed=0) for split in synthetic.SPLITS}
+    test_ann, test_dir = splits["test"]
+    assert "test" in test_ann.name and test_dir.name == "test"
+    assert len(list(test_dir.glob("*.jpg"))) == synthetic.PRESETS["smoke"].num_test == 12
+    assert synthetic.PRESETS["default"].num_test == 300 and synthetic.PRESETS["long"].num_test == 400
+    contents = {split: _split_contents(*paths) for split, paths in splits.items()}
+    test_files, test_pixels, test_kps = contents["test"]
+    assert len(test_files) == len(test_pixels) == 12  # no two test images alike either
+    for split in ("train", "val"):
+        files, pixels, kps = contents[split]
+        assert not test_files & files and not test_pixels & pixels, split  # no identical image
+        assert not any(kp in kps for kp in test_kps), split  # no person annotated alike
+    # another seed's val never meets this seed's test: the streams differ by the split's key, not by the seed
+    other_val = _split_contents(*synthetic.synthetic_split("smoke", "val", seed=1))
+    assert not test_files & other_val[0]
+    # deterministic: generated again elsewhere, the same bytes; cached: served, not regenerated
+    again_ann, again_dir = synthetic.generate(tmp_path / "again", "test", 12, seed=0)
+    assert again_ann.read_bytes() == test_ann.read_bytes()
+    assert all((again_dir / p.name).read_bytes() == p.read_bytes() for p in test_dir.glob("*.jpg"))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("generate() called although the test split is cached")
+
+    monkeypatch.setattr(synthetic, "generate", fail)
+    assert synthetic.synthetic_split("smoke", "test", seed=0) == splits["test"]
+
+
+def test_split_streams_are_distinct_and_seeds_bounded(tmp_path):
+    import zlib
+
+    keys = [synthetic.split_stream(s) for s in synthetic.SPLITS] + [zlib.crc32(b"pretrain")]  # parts.py's stream
+    assert len(set(keys)) == len(keys) and all(0 <= k < 2**32 for k in keys)
+    with pytest.raises(ValueError, match="seed must be in"):
+        synthetic.generate(tmp_path, "test", 1, seed=2**32)

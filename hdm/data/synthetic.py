@@ -35,6 +35,11 @@ darker one, in every image; together with the face (eyes and nose are drawn only
 left and right are therefore learnable. The cue is subtle on very dark or very light clothing, so some
 left/right confusion remains part of the difficulty, as on real COCO.
 
+Splits: ``train``, ``val`` and a held-out ``test`` split (same generator, a disjoint random stream per split:
+``split_stream``), sized per preset (``PRESETS``: smoke 24/12/12, default 1200/300/300, long 4000/400/400).
+Training validates on ``val``; ``test`` is only evaluated (``hdm.engine.evaluate(run, split="test")``), so the
+settings and decoders chosen on ``val`` are reported on images nothing was chosen on.
+
 The ``default`` preset (1200 train + 300 val images, 256 x 256, seed 0) has about 1.7 people per image, 14.3
 labelled joints per person, 23 % of them occluded (v=1), and 3 % small / 64 % medium / 33 % large instances by
 COCOeval's area ranges; it is generated in about 17 s on a 2-core CPU (``benchmarks/synthetic_speed.py``).
@@ -49,8 +54,8 @@ truncated json, a missing, cut or altered image makes it regenerate the split (d
 instead of serving it. Caches written before the manifest existed get a structural check instead (the json
 parses and validates, every listed image is present with its JPEG end marker).
 
-Public API: ``generate`` (write one split), ``synthetic_split`` (cached presets ``smoke`` / ``default``),
-``cache_problem``,
+Public API: ``generate`` (write one split), ``synthetic_split`` (cached presets ``smoke`` / ``default`` /
+``long``, splits ``SPLITS``), ``split_stream``, ``cache_problem``,
 ``generator_version``, ``dataset_statistics``, ``render_preview``.
 """
 
@@ -66,7 +71,7 @@ import os
 import shutil
 import uuid
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -100,25 +105,43 @@ SKELETON = (
     (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
 )  # fmt: skip
 NUM_JOINTS = len(KEYPOINT_NAMES)
-SPLITS = ("train", "val")
+#: The splits: training, validation (chosen on each epoch) and a held-out test split (reported, never chosen on).
+SPLITS = ("train", "val", "test")
+
+
+def split_stream(split: str) -> int:
+    """The 32-bit stream key of ``split`` (CRC-32 of its name): image i of ``split`` is drawn by
+    ``default_rng([seed, split_stream(split), i])``. With seeds and indices below 2^32 each such entropy is three
+    32-bit words, so two splits with different keys never share an image's entropy, whatever their seeds; the keys
+    of ``SPLITS`` (and the pretraining parts' ``crc32(b"pretrain")``) are pairwise distinct (checked at import)."""
+    return zlib.crc32(split.encode())
+
+
+if len({split_stream(s) for s in (*SPLITS, "pretrain")}) != len(SPLITS) + 1:  # pragma: no cover - a renamed split
+    raise RuntimeError(f"the random streams of the synthetic splits {SPLITS} and 'pretrain' collide: rename a split")
 
 
 @dataclass(frozen=True)
 class SyntheticPreset:
     """Size of a cached synthetic dataset.
 
-    num_train, num_val: images per split. image_size: (W, H) image px.
+    num_train, num_val, num_test: images per split. image_size: (W, H) image px.
     """
 
     num_train: int
     num_val: int
+    num_test: int
     image_size: tuple[int, int] = (256, 256)
+
+    def num_images(self, split: str) -> int:
+        """Images of ``split`` (a key of ``SPLITS``)."""
+        return {"train": self.num_train, "val": self.num_val, "test": self.num_test}[split]
 
 
 PRESETS = {
-    "smoke": SyntheticPreset(num_train=24, num_val=12),
-    "default": SyntheticPreset(num_train=1200, num_val=300),
-    "long": SyntheticPreset(num_train=4000, num_val=400),
+    "smoke": SyntheticPreset(num_train=24, num_val=12, num_test=12),
+    "default": SyntheticPreset(num_train=1200, num_val=300, num_test=300),
+    "long": SyntheticPreset(num_train=4000, num_val=400, num_test=400),
 }
 
 # ------------------------------------------------------------------ body model
@@ -635,13 +658,16 @@ def generate(
         raise ValueError(f"image_size must be (W, H) with both >= 64 px, got {image_size}; use e.g. (256, 256).")
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}.")
+    if not 0 <= seed < 2**32 or num_images > 2**32:
+        raise ValueError(f"seed must be in [0, 2^32) and num_images <= 2^32 (so that splits never share an image's "
+                         f"random stream), got seed {seed}, num_images {num_images}.")  # fmt: skip
     root = Path(root)
     image_dir = root / "images" / split
     ann_file = root / "annotations" / f"person_keypoints_{split}.json"
     image_dir.mkdir(parents=True, exist_ok=True)
     ann_file.parent.mkdir(parents=True, exist_ok=True)
 
-    split_key = zlib.crc32(split.encode())  # train and val draw from different streams for the same seed
+    split_key = split_stream(split)  # train, val and test draw from disjoint streams, whatever the seeds
     images, annotations = [], []
     for i in tqdm(range(num_images), desc=f"synthetic {split}", unit="img", mininterval=1.0):
         image_id = i + 1
@@ -668,8 +694,10 @@ def generate(
 
 
 def _cache_name(preset: str, split: str, seed: int) -> str:
-    """Cache folder name: preset, split, seed, the generator's code hash and a hash of the preset's sizes."""
-    digest = hashlib.sha1(json.dumps(asdict(PRESETS[preset]), sort_keys=True).encode()).hexdigest()[:8]
+    """Cache folder name: preset, split, seed, the generator's code hash and a hash of the split's sizes (its image
+    count and image size, so that resizing one split regenerates no other)."""
+    sizes = {"num_images": PRESETS[preset].num_images(split), "image_size": list(PRESETS[preset].image_size)}
+    digest = hashlib.sha1(json.dumps(sizes, sort_keys=True).encode()).hexdigest()[:8]
     return f"{preset}_{split}_seed{seed}_g{generator_version()}_{digest}"
 
 
@@ -752,7 +780,8 @@ def synthetic_split(preset: str = "default", split: str = "train", seed: int = 0
 
     Generation writes to a temporary sibling folder that is renamed into place at the end, so an interrupted
     run never leaves a partial cache; concurrent callers wait on a lock of ``data_root()/synthetic`` while one
-    of them generates. preset: a key of ``PRESETS``; split: "train" or "val".
+    of them generates. preset: a key of ``PRESETS``; split: "train", "val" or "test" (held out: same generator,
+    a disjoint random stream, ``split_stream``; ``num_test`` images).
     """
     if preset not in PRESETS:
         raise ValueError(f"Unknown synthetic preset {preset!r}; expected one of {sorted(PRESETS)}.")
@@ -774,7 +803,7 @@ def synthetic_split(preset: str = "default", split: str = "train", seed: int = 0
         tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         trash = folder.parent / f".{folder.name}.damaged-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            count = config.num_train if split == "train" else config.num_val
+            count = config.num_images(split)
             tmp_ann, tmp_images = generate(tmp, split, count, seed, config.image_size)
             write_manifest(tmp, tmp_ann, tmp_images)
             if folder.exists():

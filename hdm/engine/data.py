@@ -1,5 +1,6 @@
 """The datasets of a run, built from its config: ``build_data(cfg)``, from the files ``hdm.data.sources`` names
-(and fingerprints for the run's identity).
+(and fingerprints for the run's identity); ``build_eval_data(cfg, split)`` for evaluation on "val" or on the
+held-out synthetic "test" split.
 
 A dataset knows nothing about methods: it yields image crops, joints in heatmap px, their visibility and the
 crop geometry (``hdm.data``). Missing files raise ``hdm.data.DatasetNotFoundError`` (nothing is downloaded).
@@ -15,7 +16,7 @@ from torch.utils.data import Dataset, Subset
 
 from hdm.config import Config
 from hdm.data import CocoTopDown, MpiiTopDown
-from hdm.data.sources import data_sources
+from hdm.data.sources import data_sources, eval_sources
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +106,19 @@ def build_data(cfg: Config, train: bool = True) -> Data:
     if train_set is not None and cfg.max_train_samples is not None and cfg.max_train_samples < len(train_set):
         train_set = Subset(train_set, range(cfg.max_train_samples))
     return Data(train_set, val, val_indices, detections, det_indices, eval_image_ids)
+
+
+def build_eval_data(cfg: Config, split: str = "val") -> Data:
+    """The datasets a finished run is evaluated on: "val" is ``build_data(cfg, train=False)`` (``max_val_samples``
+    and ``val_boxes`` apply); "test" is the held-out synthetic split (``hdm.data.sources.eval_sources``) at the
+    run's crop and heatmap sizes, every person with its ground-truth box, every image scored (it sits in
+    ``Data.val``, where ``validate`` reads it).
+
+    Raises ``ValueError`` for another split or for "test" on coco or mpii (one line)."""
+    if split == "val":
+        return build_data(cfg, train=False)
+    sources = eval_sources(cfg, split)
+    test = CocoTopDown(sources["test_annotations"], sources["test_images"], train=False, input_hw=tuple(cfg.input_hw),
+                       heatmap_hw=tuple(cfg.heatmap_hw), joint_set=cfg.joint_set,
+                       sigmas=None if cfg.sigmas is None else list(cfg.sigmas))  # fmt: skip
+    return Data(None, test, np.arange(len(test), dtype=np.int64), None, None, None)

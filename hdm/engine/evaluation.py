@@ -8,12 +8,17 @@
   every dataset: ``PCK`` (``pck_bbox`` at ``pck_threshold`` of the box size: the longer side of the person
   box at the model's aspect ratio, before the 1.25 padding), ``err_px`` (mean joint error, original-image px)
   and ``err_hm`` (mean joint error, heatmap px, joints with target weight 1);
-- ``supplier_mass`` (mean Σ relu(h) per counted joint) and ``dead_share`` (mean share of pixels within 2 px of
-  the joint that are <= 0): ``hdm.engine.diagnostics``.
+- ``supplier_mass`` (mean Σ relu(h) per counted joint), ``dead_share`` (mean share of pixels within 2 px of
+  the joint that are <= 0) and ``val_no_positive_share`` (share of the counted joints' maps without a pixel > 0):
+  ``hdm.engine.diagnostics``.
+
+``evaluate(run, split=...)`` scores a finished run's final model on "val" (the split training validated on) or
+"test" (the held-out synthetic split, ``hdm.data.sources.eval_sources``), with the same metric names.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -24,12 +29,14 @@ from torch import nn
 from hdm import distributed
 from hdm.config import Config, check_device
 from hdm.decode import DECODERS
-from hdm.engine.data import Data, build_data
+from hdm.engine.data import Data, build_data, build_eval_data
 from hdm.engine.prediction import DIAGNOSTICS, predict
 from hdm.geometry import BOX_PADDING, PIXEL_STD
 from hdm.metrics import coco_keypoint_eval, localisation_error, make_coco_results, pck_bbox, pckh
-from hdm.data.sources import VALIDATION, data_fingerprint, without_paths
-from hdm.runs import Run, open_run
+from hdm.data.sources import EVAL_SPLITS, VALIDATION, data_fingerprint, eval_fingerprint, without_paths
+from hdm.runs import EVAL_DIR, Run, open_run, read_json
+
+log = logging.getLogger(__name__)
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 LOSSES = ("val_mse", "val_hdm")
@@ -120,27 +127,44 @@ def validate(model: nn.Module, data: Data, cfg: Config, device: torch.device, in
     joints = sums["joint_count"]
     metrics["supplier_mass"] = sums["supplier_mass"] / joints if joints else float("nan")
     metrics["dead_share"] = sums["dead_share"] / joints if joints else float("nan")
+    metrics["val_no_positive_share"] = sums["no_positive"] / joints if joints else float("nan")
     return metrics, arrays, results
 
 
+def eval_key(decoder: str, flip_test: bool, split: str = "val") -> str:
+    """The cache key of an evaluation in ``eval/``: ``<decoder>-flip<0|1>`` on "val" (as before the test split
+    existed), ``<decoder>-flip<0|1>-<split>`` otherwise (e.g. ``local_com-flip0-test``)."""
+    key = f"{decoder}-flip{int(bool(flip_test))}"
+    return key if split == "val" else f"{key}-{split}"
+
+
 def evaluate(run: Run | str | Path, decoder: str | None = None, flip_test: bool | None = None, *,
-             device: str = "auto", progress: bool | None = None, refresh: bool = False) -> dict[str, float]:  # fmt: skip
-    """Validation metrics of a finished run's final model with any decoder and flip test, cached in the run.
+             split: str = "val", device: str = "auto", progress: bool | None = None,
+             refresh: bool = False) -> dict[str, float]:  # fmt: skip
+    """Metrics of a finished run's final model on a split, with any decoder and flip test, cached in the run.
 
     Args:
         run: a ``Run`` or its folder. decoder: a ``hdm.decode.DECODERS`` key (default: the run's).
-        flip_test: average with the flipped image (default: the run's setting). device: auto | cpu | cuda[:N].
-        refresh: recompute even when the cache holds the result.
+        flip_test: average with the flipped image (default: the run's setting).
+        split: "val" (the split the run validated on, ``max_val_samples`` applies) or "test" (the held-out
+            synthetic split: every person with its ground-truth box, at the run's crop and heatmap sizes).
+        device: auto | cpu | cuda[:N]. refresh: recompute even when the cache holds the result.
     Returns:
-        the metrics of a metrics.csv row (without epoch, lr, train_loss). Cached as
-        ``eval/<decoder>-flip<0|1>.json`` with the predictions beside it (``.npz``, keys of predictions.npz) and
-        their sizes and SHA-256 (``.sums``), checked before a cached result is served.
+        the metrics of a metrics.csv row (without epoch, lr, train_loss and the training diagnostics; the same
+        names on either split). Cached as ``eval/<eval_key(decoder, flip_test, split)>.json`` (with ``decoder``,
+        ``flip_test``, ``split`` and ``data``, the split's ``eval_fingerprint``), the per-person predictions beside
+        it (``.npz``, keys of predictions.npz; ``evaluation_arrays``) and their sizes and SHA-256 (``.sums``),
+        checked before a cached result is served. A cached "test" result is served only for the test files it was
+        computed on: other test files (their size or SHA-256) are evaluated anew, with a warning.
     Raises:
-        ValueError: unknown decoder, unfinished run, or validation data other than the run's (its fingerprint).
+        ValueError: unknown decoder or split, "test" on coco or mpii, unfinished run, or validation data other
+            than the run's (its fingerprint).
         DamagedRunError: the run's files, or the cached evaluation's, do not verify (one line naming the file).
         hdm.runs.RunWriteError: eval/ cannot be written (raised before computing anything).
     """
     run = run if isinstance(run, Run) else open_run(run)
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"unknown evaluation split {split!r}; expected one of {EVAL_SPLITS}")
     if not run.done:
         raise ValueError(f"{run.dir} is not finished (no done marker): train it first with `hdm train`")
     run.verify()
@@ -149,30 +173,57 @@ def evaluate(run: Run | str | Path, decoder: str | None = None, flip_test: bool 
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; expected one of {sorted(DECODERS)}")
     flip_test = cfg.flip_test if flip_test is None else bool(flip_test)
-    key = f"{decoder}-flip{int(flip_test)}"
+    key = eval_key(decoder, flip_test, split)
+    held_out = eval_fingerprint(cfg, split) if split != "val" else None  # coco/mpii fail here; generated if missing
     cached = None if refresh else run.evaluation(key)
-    if cached is not None:
+    if cached is not None and (held_out is None or _cached_data(run, key) == without_paths(held_out)):
         return cached
+    if cached is not None:
+        log.warning("%s: computed on other %s files than %s: evaluating anew", run.dir / EVAL_DIR / f"{key}.json",
+                    split, ", ".join(entry["path"] for entry in held_out.values()))  # fmt: skip
     run.check_writable()  # before computing: a result that cannot be saved is not computed
     torch_device = resolve_device(device)
-    _check_same_data(run, cfg)
-    data = build_data(cfg, train=False)
+    data_files = _check_same_data(run, cfg) if held_out is None else held_out
+    data = build_data(cfg, train=False) if split == "val" else build_eval_data(cfg, split)
     model = run.load_model(torch_device)
     show = sys.stderr.isatty() if progress is None else progress
     metrics, arrays, _ = validate(model, data, cfg, torch_device, distributed.DistInfo(), decoder, flip_test, show)
-    run.save_evaluation(key, metrics, arrays, decoder=decoder, flip_test=flip_test)
+    run.save_evaluation(key, metrics, arrays, decoder=decoder, flip_test=flip_test, split=split, data=data_files)
     return metrics
 
 
-def _check_same_data(run: Run, cfg: Config) -> None:
+def evaluation_arrays(run: Run | str | Path, decoder: str | None = None, flip_test: bool | None = None, *,
+                      split: str = "val", device: str = "auto", progress: bool | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """The per-person predictions of ``evaluate(run, decoder, flip_test, split=split)`` (computed when not cached),
+    read from ``eval/<key>.npz`` once its checksums verify: the keys of predictions.npz
+    (``hdm.engine.prediction``), one row per person of the split, in dataset order."""
+    run = run if isinstance(run, Run) else open_run(run)
+    evaluate(run, decoder, flip_test, split=split, device=device, progress=progress)
+    cfg = run.config
+    key = eval_key(decoder or cfg.decoder, cfg.flip_test if flip_test is None else flip_test, split)
+    run.evaluation(key)  # the checksums of the json and the npz, again: nothing changed them meanwhile
+    with np.load(run.dir / EVAL_DIR / f"{key}.npz") as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def _cached_data(run: Run, key: str) -> dict | None:
+    """The data fingerprint (without paths) a verified cached evaluation records, None when it records none."""
+    saved = read_json(run.dir / EVAL_DIR / f"{key}.json")
+    data = saved.get("data") if isinstance(saved, dict) else None
+    return without_paths(data) if isinstance(data, dict) else None
+
+
+def _check_same_data(run: Run, cfg: Config) -> dict[str, dict]:
     """Raise ``ValueError`` when the validation files under ``HDM_DATA`` are not those ``run`` was trained and
-    validated on (its identity's data fingerprint; runs recorded without one are not checked)."""
+    validated on (its identity's data fingerprint; runs recorded without one are not checked). Returns the
+    validation files' fingerprint (``data_fingerprint(cfg, train=False)``)."""
+    now = data_fingerprint(cfg, train=False)
     recorded = run.config_dict.get("identity", {}).get("data")
     if not isinstance(recorded, dict):
-        return
-    now = data_fingerprint(cfg, train=False)
+        return now
     differ = [role for role in VALIDATION if role in now and without_paths(now)[role] != recorded.get(role)]
     if differ:
         where = ", ".join(now[role]["path"] for role in differ)
         raise ValueError(f"{where}: not the data {run.dir} was validated on (size or SHA-256 of {', '.join(differ)}); "
                          "point HDM_DATA at that run's data (its provenance.json names the files)")
+    return now

@@ -27,12 +27,12 @@ from tqdm import tqdm
 from hdm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from hdm.decode import decode, flip_test_average
 from hdm.geometry import heatmap_to_image
-from hdm.engine.diagnostics import dead_share, supplier_mass
+from hdm.engine.diagnostics import dead_share, no_positive, supplier_mass
 from hdm.methods import validation_losses
 from hdm.targets import target_weight
 
 #: Per-joint sums of the validation diagnostics (``hdm.engine.diagnostics``) and their joint count.
-DIAGNOSTICS = ("supplier_mass", "dead_share", "joint_count")
+DIAGNOSTICS = ("supplier_mass", "dead_share", "no_positive", "joint_count")
 
 #: Sample fields copied into the prediction arrays as they are.
 _SAMPLE_FIELDS = ("joints", "image_joints", "visibility", "keypoint_flags", "center", "scale", "image_id",
@@ -80,7 +80,8 @@ def predict(model: nn.Module, dataset, indices, *, decoder: str, device: torch.d
     Returns:
         ``(arrays, sums)``: the arrays of the module docstring (plus ``heatmaps``/``crops`` when kept) and
         ``{"val_mse": Σ loss · B, "val_hdm": Σ loss · B, "count": N, "supplier_mass": Σ, "dead_share": Σ,
-        "joint_count": J}`` over batches of ground-truth persons (the diagnostics summed over J counted joints).
+        "no_positive": Σ, "joint_count": J}`` over batches of ground-truth persons (the diagnostics summed over J
+        counted joints; ``no_positive`` counts their maps without a pixel > 0).
     """
     model.eval()
     loader = DataLoader(Subset(dataset, list(map(int, indices))), batch_size=batch_size, shuffle=False,
@@ -101,6 +102,7 @@ def predict(model: nn.Module, dataset, indices, *, decoder: str, device: torch.d
             weight = target_weight(joints, visibility, tuple(heatmaps.shape[-2:]))
             sums["supplier_mass"] += float(supplier_mass(heatmaps, weight).double().sum())
             sums["dead_share"] += float(dead_share(heatmaps, joints, weight).nansum())
+            sums["no_positive"] += float(no_positive(heatmaps, weight).sum())
             sums["joint_count"] += float((weight > 0).sum())
         if float64:
             heatmaps = heatmaps.cpu().double()

@@ -12,7 +12,10 @@
 
 After every epoch the loop validates (``hdm.engine.evaluation``) and appends one row to metrics.csv: ``epoch``
 (1-based, epochs finished), ``lr`` (used during the epoch), ``train_loss`` (the method's loss, mean over the
-epoch's batches), then the validation metrics. The final epoch's predictions go to predictions.npz.
+epoch's batches), then the validation metrics, then the training diagnostics (``hdm.engine.diagnostics``):
+``head_grad``, ``train_no_positive_share`` (share of the counted joint maps of the epoch's batches without a
+pixel > 0) and ``train_guard_share`` (share of them the relu suppliers' guard serves; 0 for other suppliers,
+for ``supply_guard="strict"`` and for the MSE methods). The final epoch's predictions go to predictions.npz.
 
 Reproducibility: the model is initialised from ``seed``; epoch ``e`` shuffles with a generator seeded by
 (seed, e), draws augmentation per (seed, e, sample index) (``TopDownDataset.set_epoch``) and reseeds torch with
@@ -39,6 +42,7 @@ from hdm.config import Config, pretrain_config
 from hdm.data.sources import data_fingerprint
 from hdm.engine.common import epoch_seed, progress_line
 from hdm.engine.data import base_dataset, build_data
+from hdm.engine.diagnostics import MapShares, loss_supplier
 from hdm.engine.evaluation import reduce_device, resolve_device, validate
 from hdm.engine.pretraining import backbone_state, pretrain
 from hdm.methods import method_loss
@@ -176,18 +180,22 @@ def train_loader(train_set: Dataset, cfg: Config, info: distributed.DistInfo, de
 
 
 def training_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                  device: torch.device, shares: MapShares | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """One step: forward, the method's loss, backward, optimiser step.
 
     The batch (a collated sample dict) moves to ``device`` and the floating dtype of the model's parameters.
     Returns the detached loss (scalar) and the L2 norm of the loss's gradient w.r.t. the head's weights
-    (``final_layer.weight``; a diagnostic of how much signal reaches the output).
+    (``final_layer.weight``; a diagnostic of how much signal reaches the output). ``shares``: counts the batch's
+    maps without a positive pixel and those the suppliers' guard serves (detached, ``hdm.engine.diagnostics``).
     """
     dtype = next(model.parameters()).dtype
     images = batch["image"].to(device, dtype, non_blocking=True)
     joints = batch["joints"].to(device, dtype, non_blocking=True)
     visibility = batch["visibility"].to(device, dtype, non_blocking=True)
-    loss = loss_fn(model(images), joints, visibility)
+    heatmaps = model(images)
+    if shares is not None:
+        shares.add(heatmaps, joints, visibility)
+    loss = loss_fn(heatmaps, joints, visibility)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the training loss is {loss.item()}: the run diverged; lower lr")
     optimizer.zero_grad(set_to_none=True)
@@ -199,13 +207,15 @@ def training_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.O
 
 def train_epoch(net: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                 epoch: int, seed: int, info: distributed.DistInfo, device: torch.device, show: bool = False,
-                warmup_steps: int = 0, diagnostics: dict | None = None) -> float:  # fmt: skip
+                warmup_steps: int = 0, diagnostics: dict | None = None,
+                shares: MapShares | None = None) -> float:  # fmt: skip
     """Train one epoch (0-based ``epoch``) from ``train_loader``'s loader; returns the mean loss over the batches
     of every rank. Data order, augmentation and torch's RNG depend on (seed, epoch) only.
 
     ``warmup_steps``: scale the epoch's learning rate by (step + 1) / warmup_steps over the first steps of the
     run (step counted from epoch 0). ``diagnostics``: a dict that receives ``head_grad``, the mean norm of the
-    head's weight gradient over this rank's steps."""
+    head's weight gradient over this rank's steps, and with ``shares`` (a fresh ``MapShares``, given on every
+    rank) ``train_no_positive_share`` and ``train_guard_share`` over every rank's counted maps of the epoch."""
     torch.manual_seed(epoch_seed(seed, epoch, 2 + info.rank))  # anything random in the model
     base_dataset(loader.dataset).set_epoch(epoch)  # augmentation draws of this epoch
     loader.sampler.set_epoch(epoch)  # data order of this epoch
@@ -219,7 +229,7 @@ def train_epoch(net: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimize
         if run_step <= warmup_steps:
             for group, lr in zip(optimizer.param_groups, scheduled):
                 group["lr"] = lr * run_step / warmup_steps
-        loss, grad = training_step(net, loss_fn, optimizer, batch, device)
+        loss, grad = training_step(net, loss_fn, optimizer, batch, device, shares)
         total += loss
         head_grad += grad
         if show and step % 10 == 0:
@@ -228,6 +238,10 @@ def train_epoch(net: nn.Module, loader: DataLoader, loss_fn: nn.Module, optimize
         group["lr"] = lr  # the scheduler owns the epoch's rate
     if diagnostics is not None:
         diagnostics["head_grad"] = head_grad.item() / len(loader)
+    if shares is not None:
+        totals = distributed.all_reduce_sum(shares.totals(), reduce_device(device))
+        if diagnostics is not None:
+            diagnostics.update(MapShares.shares(totals))
     mean = total.item() / len(loader)
     return distributed.all_reduce_sum([mean], reduce_device(device))[0] / info.world_size
 
@@ -240,6 +254,8 @@ def initial_model(cfg: Config, run: Run, num_joints: int) -> nn.Module:
     model = get_model(cfg.model, num_joints)
     if cfg.head_init_std != 0.001:  # HRNet's head init is normal(0, 0.001), bias 0 (hdm.models.hrnet)
         nn.init.normal_(model.final_layer.weight, std=cfg.head_init_std)
+    if cfg.head_bias != 0.0:  # a repair: maps start at this level (> 0: every pixel positive)
+        nn.init.constant_(model.final_layer.bias, cfg.head_bias)
     if cfg.init == "pretrained" and cfg.init_from is None:
         source = pretrain(pretrain_config(cfg), progress=False)
         missing, unexpected = model.load_state_dict(backbone_state(source), strict=False)
@@ -292,8 +308,9 @@ def _fit(cfg: Config, data, run: Run, info, device: torch.device, show: bool, on
         tick = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         step_stats: dict = {}
+        shares = MapShares(loss_supplier(cfg), getattr(cfg, "supply_guard", "guarded"))
         train_loss = train_epoch(net, loader, loss_fn, optimizer, epoch, cfg.seed, info, device, show,
-                                 cfg.warmup_steps, step_stats)  # fmt: skip
+                                 cfg.warmup_steps, step_stats, shares)  # fmt: skip
         scheduler.step()
         # evaluation mode needs no collective (BatchNorm uses its running statistics): the bare model
         metrics, arrays, results = validate(model, data, cfg, device, info, cfg.decoder, cfg.flip_test, show)
