@@ -155,7 +155,8 @@ def evaluate(run: Run | str | Path, decoder: str | None = None, flip_test: bool 
         ``flip_test``, ``split`` and ``data``, the split's ``eval_fingerprint``), the per-person predictions beside
         it (``.npz``, keys of predictions.npz; ``evaluation_arrays``) and their sizes and SHA-256 (``.sums``),
         checked before a cached result is served. A cached "test" result is served only for the test files it was
-        computed on: other test files (their size or SHA-256) are evaluated anew, with a warning.
+        computed on: other test files (another fingerprint: json size or SHA-256, image names or sizes) are
+        evaluated anew, with a warning.
     Raises:
         ValueError: unknown decoder or split, "test" on coco or mpii, unfinished run, or validation data other
             than the run's (its fingerprint).
