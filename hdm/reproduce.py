@@ -35,6 +35,7 @@ import yaml
 
 from hdm.config import SCALES, check_parameters
 from hdm.machine import machine_info
+from hdm import paths
 from hdm.paths import REPO_ROOT, RESULTS
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     from hdm.analysis import tables, verdicts
 
     if args.scale in tables.RESULT_SCALES:
-        machine = RESULTS / f"machine_{args.scale}.json"  # what produced these tables (named by --check)
+        machine = paths.RESULTS / f"machine_{args.scale}.json"  # what produced these tables (named by --check)
         machine.write_text(json.dumps({**machine_info(), "notebooks": names, "date": time.strftime("%Y-%m-%d")},
                                       indent=2) + "\n")  # fmt: skip
         written = verdicts.write_results()

@@ -3,6 +3,7 @@ a flipped verdict or a changed deterministic number fails; per-number tolerances
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -174,6 +175,7 @@ def test_reproduce_ends_by_rebuilding_the_verdicts(tmp_path, monkeypatch):
     assert reproduce.main(["--scale", "default", "--only", "fig2"]) == 0
     assert (tmp_path / "verdicts.md").read_text() == (paths.REPO_ROOT / "results" / "verdicts.md").read_text()
     assert (tmp_path / "readme" / "fig2_consistency_default.md").is_file()
+    assert json.loads((tmp_path / "machine_default.json").read_text())["cpu"]  # the machine that produced them
 
 
 def test_the_report_names_both_machines(tmp_path):
