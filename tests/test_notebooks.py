@@ -126,11 +126,13 @@ def test_smoke_outputs_are_git_ignored_and_committed_scales_are_not():
     smoke += ["out.ipynb"]  # papermill's executed copy, when written to the repository root
     committed = [p.replace("_smoke", "_default").replace("/smoke/", "/default/") for p in smoke[:-1]]
     committed += [f"notebooks/{name}.ipynb" for name in NOTEBOOKS]
-    done = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=ROOT, input="\n".join(smoke + committed),
-                          capture_output=True, text=True, timeout=60)
+    committed += ["results/machine_long.json", "results/machine_paper.json"]  # machine_default.json: from smoke's
+    local = [f"results/reproduction_check_{scale}.md" for scale in ("default", "long")]  # `hdm.reproduce --check`'s
+    done = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=ROOT,
+                          input="\n".join(smoke + local + committed), capture_output=True, text=True, timeout=60)
     if done.returncode == 128:
         pytest.skip(f"no git repository: {done.stderr.strip()}")
-    assert sorted(done.stdout.split()) == sorted(smoke)
+    assert sorted(done.stdout.split()) == sorted(smoke + local)
 
 
 @pytest.fixture(scope="module")
