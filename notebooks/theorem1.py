@@ -52,7 +52,7 @@ print("zero under eq. 5:", sym["zero_under_eq5"], "| residual without eq. 5 (H_G
       sym["residual_without_eq5"])
 steps = pd.DataFrame([{k: (v if isinstance(v, (bool, int, float)) else str(v)) for k, v in step.items()}
                       for step in sym["eq6_steps"]])
-plots.save_table(steps, "theorem1_eq6_steps")
+plots.save_table(steps, f"theorem1_eq6_steps_{scale}")
 display(steps)
 print("steps of eq. 6 that need eq. 5:", sym["eq6_steps_needing_eq5"])
 
@@ -74,9 +74,9 @@ display(numeric)
 
 # %%
 table = theory.eq5_violation_table(theory.offset_grid(21, 0.5), sigmas=(1.0, 2.0, 3.0))
-plots.save_table(table, "theorem1_eq5_violation")
+plots.save_table(table, f"theorem1_eq5_violation_{scale}")
 fig = plots.eq5_violation_figure(table)
-plots.save_figure(fig, "theorem1_eq5_violation")
+plots.save_figure(fig, f"theorem1_eq5_violation_{scale}")
 plt.show()
 
 # %%

@@ -29,7 +29,7 @@ def _write(folder, runs=COMMITTED, gap_shift=0.0):
                                                                      index=False)
     offsets = np.linspace(0, 0.5, 11)
     pd.DataFrame({"sigma": 2.0, "offset_x": offsets, "offset_y": 0.0,
-                  "eq5_gap": offsets**2 / 8 + gap_shift}).to_csv(folder / "theorem1_eq5_violation.csv", index=False)
+                  "eq5_gap": offsets**2 / 8 + gap_shift}).to_csv(folder / "theorem1_eq5_violation_default.csv", index=False)
     return folder
 
 
@@ -86,7 +86,7 @@ def test_a_flipped_verdict_fails(tmp_path):
 def test_a_changed_deterministic_number_fails(tmp_path):
     status, frame, _ = _run(tmp_path, gap_shift=1e-6)
     assert status == 1
-    changed = _number(frame, "theorem1_eq5_violation", "all 11 rows", "eq5_gap")
+    changed = _number(frame, "theorem1_eq5_violation_default", "all 11 rows", "eq5_gap")
     assert changed["fails"] and changed["rerun"] == "11 differ"
     assert not frame.loc[frame["kind"] == "verdict", "fails"].any()
 
@@ -114,11 +114,31 @@ def test_formatted_cells_use_their_printed_precision_as_floor():
 
 def test_a_missing_deterministic_table_fails_a_missing_seed_table_does_not(tmp_path):
     committed, rerun = _write(tmp_path / "a"), _write(tmp_path / "b")
-    (rerun / "theorem1_eq5_violation.csv").unlink()
+    (rerun / "theorem1_eq5_violation_default.csv").unlink()
     (rerun / "table1_runs_default.csv").unlink()
     frame = check.compare_tables(committed, rerun, "default").set_index("table")
-    assert frame.loc["theorem1_eq5_violation", "fails"]
+    assert frame.loc["theorem1_eq5_violation_default", "fails"]
     assert not frame.loc["table1_runs_default", "fails"]
+
+
+def test_theorem1_tables_committed_without_a_scale_are_still_compared(tmp_path):
+    """Before issue 21 the Theorem 1 tables had no ``_<scale>`` (a smoke run rewrote the committed ones): a commit of
+    that time is still a reference, its tables read under their old names."""
+    committed, rerun = _write(tmp_path / "a"), _write(tmp_path / "b")
+    (committed / "theorem1_eq5_violation_default.csv").rename(committed / "theorem1_eq5_violation.csv")
+    frame = check.compare_tables(committed, rerun, "default")
+    row = _number(frame, "theorem1_eq5_violation_default", "all 11 rows", "eq5_gap")
+    assert row["agrees"] and not frame["fails"].any()
+    steps = pd.DataFrame({"step": ["1→2", "4→5"], "identity": [True, False], "holds_under_eq5": True,
+                          "gram_holds_under_eq5": True})
+    numeric = pd.DataFrame({"targets": ["holds", "fails"], "eq5_gap": [0.0, 0.3], "residual": [0.0, 0.6],
+                            "relative_residual": [0.0, 0.1]})
+    for folder, name in ((committed, "theorem1_eq6_steps"), (rerun, "theorem1_eq6_steps_default")):
+        steps.to_csv(folder / f"{name}.csv", index=False)
+        numeric.to_csv(folder / "theorem1_numeric_default.csv", index=False)
+    frame = check.compare_tables(committed, rerun, "default").set_index(["table", "row"])
+    algebra = frame.loc[("verdicts", "Theorem 1 (eq. 4) follows from eq. 5")]
+    assert algebra["committed"] == algebra["rerun"] == "reproduces" and not frame["fails"].any()
 
 
 def test_the_table1_verdict_follows_the_rounded_order(tmp_path):

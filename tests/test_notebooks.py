@@ -31,8 +31,8 @@ NOTEBOOKS = ("theorem1", "hdm_dynamics", "fig2", "table1", "fig1", "fig3")
 PAIRING = "ipynb,py:percent"
 KERNEL_DISPLAY_NAME = "Python 3 (ipykernel)"  # what Lab writes for the python3 kernel: opening changes nothing
 EXPECTED = {
-    "theorem1": {"figures": ["theorem1_eq5_violation"],
-                 "tables": ["theorem1_eq6_steps", "theorem1_numeric_smoke", "theorem1_eq5_violation"]},
+    "theorem1": {"figures": ["theorem1_eq5_violation_smoke"],
+                 "tables": ["theorem1_eq6_steps_smoke", "theorem1_numeric_smoke", "theorem1_eq5_violation_smoke"]},
     "hdm_dynamics": {"figures": ["hdm_dynamics_suppliers_smoke", "hdm_dynamics_sweep_smoke"],
                      "tables": ["hdm_dynamics_epochs_smoke", "hdm_dynamics_sweep_smoke", "hdm_dynamics_solver_smoke"]},
     "fig2": {"figures": ["fig2_smoke", "fig2_all_losses_smoke"],

@@ -49,7 +49,9 @@ def _percent(share: float) -> str:
 
 
 def theorem1_algebra(t: Tables, scale: str) -> dict | None:
-    steps, numeric = t.get("theorem1_eq6_steps"), t.get(f"theorem1_numeric_{scale}")
+    steps, numeric = t.get(f"theorem1_eq6_steps_{scale}"), t.get(f"theorem1_numeric_{scale}")
+    if steps is None:
+        steps = t.get("theorem1_eq6_steps")  # tables committed before it was written per scale
     if steps is None or numeric is None:
         return None
     algebra = bool(steps["holds_under_eq5"].astype(bool).all() and steps["gram_holds_under_eq5"].astype(bool).all())
@@ -61,7 +63,7 @@ def theorem1_algebra(t: Tables, scale: str) -> dict | None:
                 "exactly (it is algebra)" if ok else "",
                 f"sympy: every step of eq. 6 holds under eq. 5, only {', '.join(needing) or 'none'} needs it; "
                 f"relative residual of eq. 4 on a seed-0 Gaussian model's predictions with HRNet targets {relative:.1e}",
-                [link("theorem1_eq6_steps", "eq. 6 steps"), link(f"theorem1_numeric_{scale}")])
+                [link(f"theorem1_eq6_steps_{scale}", "eq. 6 steps"), link(f"theorem1_numeric_{scale}")])
 
 
 def theorem1_converse(t: Tables, scale: str) -> dict | None:
