@@ -21,8 +21,11 @@ $(KERNEL_CONFIG): jupyter/ipython_kernel_config.py $(STAMP)
 	mkdir -p $(dir $@)
 	cp $< $@
 
+# two pytest-xdist workers taking whole files (a file's fixtures are built once), the longest files first
+# (tests/conftest.py, which also runs every test process on one thread)
+PYTEST_XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_XDIST)
 
 reproduce: venv
 	$(PY) -m hdm.reproduce --scale default

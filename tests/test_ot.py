@@ -254,3 +254,55 @@ def test_the_fused_relu_solver_finishes_where_a_split_item_once_cycled():
     cost = ot.grid_cost(*heat.shape, corners[None])[0].numpy()
     demand = case["demand"] / case["demand"].sum() * supply.sum()
     assert float(done.stdout) == pytest.approx(pot.emd2(supply, demand, cost), rel=1e-6)
+
+
+PARALLEL_KERNELS = """
+import numba, torch
+from hdm import ot
+from hdm.loss import HDMLoss
+
+assert numba.get_num_threads() == 2, numba.get_num_threads()
+g = torch.Generator().manual_seed(0)
+n, height, width = 40, 16, 12
+supply = torch.rand(n, height, width, generator=g, dtype=torch.float64)
+supply /= supply.sum((1, 2), keepdim=True)
+demand = torch.rand(n, 4, generator=g, dtype=torch.float64)
+demand /= demand.sum(1, keepdim=True)
+corner = torch.stack([torch.randint(0, width - 1, (n,), generator=g), torch.randint(0, height - 1, (n,), generator=g)], -1)
+square = corner[:, None] + torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]])
+scattered = torch.stack([torch.randint(0, width, (n, 4), generator=g), torch.randint(0, height, (n, 4), generator=g)], -1)
+flat = supply.reshape(n, -1)
+cost = torch.rand(n, height * width, 4, generator=g, dtype=torch.float64)
+heat = torch.randn(4, 10, height, width, generator=g, dtype=torch.float64) - 0.5
+joints = torch.rand(4, 10, 2, generator=g, dtype=torch.float64) * torch.tensor([width - 1.0, height - 1.0])
+weight = torch.ones(4, 10, dtype=torch.float64)
+
+
+def solve():
+    pred = heat.clone().requires_grad_(True)
+    loss = HDMLoss()(pred, joints, weight)  # the fused relu kernel
+    loss.backward()
+    return [*ot.emd_grid(supply, square, demand), *ot.emd_grid(supply, scattered, demand), *ot.emd(flat, demand, cost),
+            loss.detach(), pred.grad]
+
+
+numba.set_num_threads(1)
+one = solve()
+numba.set_num_threads(2)
+two = solve()
+assert all(torch.equal(a, b) for a, b in zip(one, two)), [float((a - b).abs().max()) for a, b in zip(one, two)]
+print("same")
+"""
+
+
+def test_the_parallel_kernels_give_the_same_numbers_on_one_and_two_threads():
+    """The test processes run Numba on one thread (tests/conftest.py: two pytest-xdist workers on two cores would
+    otherwise spin-wait on each other); here the parallel kernels run on two, in a process of their own, and every
+    value, potential and gradient equals the one-thread result bit for bit."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", PARALLEL_KERNELS], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-3000:]
