@@ -13,6 +13,13 @@ kernels on two threads, in a process of its own. ``OMP_NUM_THREADS`` / ``NUMBA_N
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
 
 # before torch and numba are imported, here or in any process a test starts (they read these once, at import)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -20,12 +27,89 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 #: Files that take longest, started first so that neither worker is left with one of them at the end
 #: (``--no-loadscope-reorder`` keeps this order; xdist would otherwise sort files by their number of tests).
-FIRST = ("test_notebooks.py", "test_distributed.py", "test_jupyter_server.py", "test_engine.py")
+FIRST = ("test_distributed.py", "test_jupyter_server.py", "test_engine.py")
+#: Files that wait for the smoke reproduction, which runs beside the others from the start: they come last.
+LAST = ("test_notebooks.py",)
+
+#: ``python -m hdm.reproduce`` at the smoke scale, as README's "Two commands" give it (with two seeds, to see the
+#: parameter reach the notebooks), run once per session from another working directory into temporary results and
+#: runs folders (``smoke_results``).
+SMOKE_REPRODUCE = [sys.executable, "-m", "hdm.reproduce", "--scale", "smoke", "--param", "seeds=[0, 1]"]
+SMOKE_TIMEOUT_S = 1500
+_smoke_process: subprocess.Popen | None = None
 
 
 def pytest_collection_modifyitems(session, config, items):
     def rank(item):
         name = item.path.name
-        return FIRST.index(name) if name in FIRST else len(FIRST)
+        return FIRST.index(name) if name in FIRST else len(FIRST) + (name in LAST)
 
     items.sort(key=rank)  # stable: the order within a file, and of the other files, is kept
+
+
+def _smoke_folder(config) -> Path:
+    """Where the smoke reproduction of this session runs: a folder all its processes share (pytest-xdist's workers
+    have their temporary folders side by side in it), new for each session."""
+    base = config._tmp_path_factory.getbasetemp()
+    return (base.parent if hasattr(config, "workerinput") else base) / "smoke-reproduce"
+
+
+def _start_smoke_reproduce(config) -> None:
+    """Start the smoke reproduction in the background unless a process of this session already did; a thread
+    writes its exit status to ``returncode`` when it ends."""
+    global _smoke_process
+    folder = _smoke_folder(config)
+    try:
+        folder.mkdir()  # the one process that creates it starts the run
+    except FileExistsError:
+        return
+    (folder / "cwd").mkdir()
+    env = {**os.environ, "HDM_RESULTS": str(folder / "results"), "HDM_RUNS": str(folder / "runs")}
+    with open(folder / "output.txt", "wb") as output:
+        _smoke_process = subprocess.Popen(SMOKE_REPRODUCE, cwd=folder / "cwd", env=env, stdout=output,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def record(process=_smoke_process):
+        code = process.wait()
+        (folder / "returncode.tmp").write_text(str(code))
+        (folder / "returncode.tmp").rename(folder / "returncode")
+
+    threading.Thread(target=record, daemon=True).start()
+
+
+def pytest_collection_finish(session):
+    """As soon as the tests are known: the smoke reproduction starts if one of them needs it, and runs beside the
+    other tests (with pytest-xdist, beside both workers) until ``smoke_results`` waits for it."""
+    if any("smoke_results" in getattr(item, "fixturenames", ()) for item in session.items):
+        _start_smoke_reproduce(session.config)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The process that started the smoke reproduction waits for it (another worker may still need it), unless
+    the session was interrupted."""
+    if _smoke_process is None or _smoke_process.poll() is not None:
+        return
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop:
+        try:
+            _smoke_process.wait(SMOKE_TIMEOUT_S)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    _smoke_process.kill()
+
+
+@pytest.fixture(scope="session")
+def smoke_results(pytestconfig) -> Path:
+    """The results folder of ``python -m hdm.reproduce --scale smoke --param "seeds=[0, 1]"``, run once per session
+    from another working directory (``HDM_RESULTS`` and ``HDM_RUNS`` in temporary folders), started when the tests
+    were collected."""
+    _start_smoke_reproduce(pytestconfig)  # a no-op when it was started
+    folder = _smoke_folder(pytestconfig)
+    deadline = time.monotonic() + SMOKE_TIMEOUT_S
+    while not (folder / "returncode").exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the smoke reproduction did not end in {SMOKE_TIMEOUT_S} s: {folder / 'output.txt'}")
+        time.sleep(0.5)
+    output = (folder / "output.txt").read_text(errors="replace")
+    assert (folder / "returncode").read_text() == "0", output[-6000:]
+    return folder / "results"

@@ -1,7 +1,9 @@
 """Every notebook executes at smoke scale with papermill and writes well-formed figures and tables.
 
-Outputs go to a temporary results folder (HDM_RESULTS) and runs to a shared temporary cache (HDM_RUNS), so the
-committed default-scale results are never touched. Also checks the committed notebooks: each is a jupytext pair,
+The notebooks run once per session, as ``python -m hdm.reproduce --scale smoke`` from another working directory
+(``smoke_results``, tests/conftest.py: started as soon as the tests are collected, beside the other tests). Outputs go
+to a temporary results folder (HDM_RESULTS) and runs to a shared temporary cache (HDM_RUNS), so the committed
+default-scale results are never touched. Also checks the committed notebooks: each is a jupytext pair,
 ``notebooks/<name>.py`` (percent format, what is reviewed and linted) and ``notebooks/<name>.ipynb`` (what papermill
 and JupyterLab run), with the same cells, no outputs and one cell tagged "parameters"; the pairing is
 notebooks/jupytext.toml's, not the notebooks' metadata, so executed copies are not paired; ``jupytext --sync`` leaves
@@ -133,18 +135,6 @@ def test_smoke_outputs_are_git_ignored_and_committed_scales_are_not():
     if done.returncode == 128:
         pytest.skip(f"no git repository: {done.stderr.strip()}")
     assert sorted(done.stdout.split()) == sorted(smoke + local)
-
-
-@pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory):
-    """Run `python -m hdm.reproduce --scale smoke` once, from another working directory, into a temp results folder."""
-    results = tmp_path_factory.mktemp("results")
-    env = {**os.environ, "HDM_RESULTS": str(results), "HDM_RUNS": str(tmp_path_factory.mktemp("runs"))}
-    elsewhere = tmp_path_factory.mktemp("cwd")
-    command = [sys.executable, "-m", "hdm.reproduce", "--scale", "smoke", "--param", "seeds=[0, 1]"]
-    completed = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=1500)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    return results
 
 
 @pytest.mark.slow
