@@ -87,18 +87,25 @@ def suppliers(pred_heatmaps: torch.Tensor, eps: float = 1e-6, activation: str = 
     Returns:
         (..., H, W) non-negative, summing to 1 over (H, W).
     """
-    _check_floating(pred_heatmaps)
     if eps <= 0:
         raise ValueError(f"eps must be positive, got {eps}")
+    flat, positive = _activated(pred_heatmaps, activation)
+    if positive is None:
+        return torch.softmax(flat, dim=-1).view_as(pred_heatmaps)
+    guard = eps * torch.softmax(flat, dim=-1)
+    mass = positive.sum(-1, keepdim=True) + eps
+    return ((positive + guard) / mass).view_as(pred_heatmaps)
+
+
+def _activated(pred_heatmaps: torch.Tensor, activation: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(flat (..., H*W), act(flat)) for relu / softplus; act is None for softmax (normalised as it is)."""
+    _check_floating(pred_heatmaps)
     if activation not in SUPPLIERS:
         raise ValueError(f"activation must be one of {SUPPLIERS}, got {activation!r}")
     flat = pred_heatmaps.flatten(-2)
     if activation == "softmax":
-        return torch.softmax(flat, dim=-1).view_as(pred_heatmaps)
-    positive = torch.relu(flat) if activation == "relu" else nn.functional.softplus(flat)
-    guard = eps * torch.softmax(flat, dim=-1)
-    mass = positive.sum(-1, keepdim=True) + eps
-    return ((positive + guard) / mass).view_as(pred_heatmaps)
+        return flat, None
+    return flat, torch.relu(flat) if activation == "relu" else nn.functional.softplus(flat)
 
 
 def strict_suppliers(pred_heatmaps: torch.Tensor, activation: str = "relu") -> torch.Tensor:
@@ -106,13 +113,9 @@ def strict_suppliers(pred_heatmaps: torch.Tensor, activation: str = "relu") -> t
     mass (all-≤ 0 relu maps) give 0 / 0 = NaN: drop them first (:func:`has_supply`).
 
     Args: pred_heatmaps (..., H, W); activation: one of ``SUPPLIERS``. Returns (..., H, W), summing to 1."""
-    _check_floating(pred_heatmaps)
-    if activation not in SUPPLIERS:
-        raise ValueError(f"activation must be one of {SUPPLIERS}, got {activation!r}")
-    flat = pred_heatmaps.flatten(-2)
-    if activation == "softmax":
+    flat, positive = _activated(pred_heatmaps, activation)
+    if positive is None:
         return torch.softmax(flat, dim=-1).view_as(pred_heatmaps)
-    positive = torch.relu(flat) if activation == "relu" else nn.functional.softplus(flat)
     return (positive / positive.sum(-1, keepdim=True)).view_as(pred_heatmaps)
 
 

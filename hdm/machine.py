@@ -14,6 +14,17 @@ from pathlib import Path
 NUMERIC_PACKAGES = ("torch", "numpy", "numba", "scipy", "pot")
 
 
+def package_versions(packages) -> dict[str, str | None]:
+    """Installed version of each distribution, None where it is missing."""
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``), or "unknown"."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -30,12 +41,7 @@ def machine_info() -> dict:
     import numba
     import torch
 
-    versions = {}
-    for name in NUMERIC_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = package_versions(NUMERIC_PACKAGES)
     return {
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),

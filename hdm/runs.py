@@ -54,7 +54,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +63,7 @@ import torch
 from hdm import codehash
 from hdm.config import Config, digest
 from hdm.data.sources import data_fingerprint, without_paths
+from hdm import machine
 from hdm.machine import machine_info
 from hdm.paths import REPO_ROOT, runs_root
 
@@ -272,14 +272,8 @@ def git_state() -> dict:
 
 
 def package_versions(packages=PACKAGES) -> dict[str, str | None]:
-    """Installed version of each distribution, None where it is missing."""
-    versions = {}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    """Installed version of each distribution (default ``PACKAGES``), None where it is missing."""
+    return machine.package_versions(packages)
 
 
 def now() -> str:
