@@ -13,6 +13,7 @@ kernels on two threads, in a process of its own. ``OMP_NUM_THREADS`` / ``NUMBA_N
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -67,7 +68,8 @@ def _start_smoke_reproduce(config) -> None:
     env = {**os.environ, "HDM_RESULTS": str(folder / "results"), "HDM_RUNS": str(folder / "runs")}
     with open(folder / "output.txt", "wb") as output:
         _smoke_process = subprocess.Popen(SMOKE_REPRODUCE, cwd=folder / "cwd", env=env, stdout=output,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          start_new_session=True)  # its own group: stopped with its kernels
 
     def record(process=_smoke_process):
         code = process.wait()
@@ -80,22 +82,25 @@ def _start_smoke_reproduce(config) -> None:
 def pytest_collection_finish(session):
     """As soon as the tests are known: the smoke reproduction starts if one of them needs it, and runs beside the
     other tests (with pytest-xdist, beside both workers) until ``smoke_results`` waits for it."""
+    if session.config.option.collectonly:
+        return
     if any("smoke_results" in getattr(item, "fixturenames", ()) for item in session.items):
         _start_smoke_reproduce(session.config)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The process that started the smoke reproduction waits for it (another worker may still need it), unless
-    the session was interrupted."""
+    """The xdist worker that started the smoke reproduction waits for it (the other worker may still need it),
+    unless the session was interrupted; a single pytest process, whose tests are done, stops it."""
     if _smoke_process is None or _smoke_process.poll() is not None:
         return
-    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop:
+    worker = hasattr(session.config, "workerinput")
+    if worker and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not session.shouldstop:
         try:
             _smoke_process.wait(SMOKE_TIMEOUT_S)
             return
         except subprocess.TimeoutExpired:
             pass
-    _smoke_process.kill()
+    os.killpg(_smoke_process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
