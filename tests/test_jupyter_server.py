@@ -40,6 +40,17 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "theorem1.ipynb"
 
 
+def _wait_for(base: str, token: str, tries: int, what: str) -> None:
+    """Poll the server's status every 0.5 s, ``tries`` times; fail the test if it never answers."""
+    for _ in range(tries):
+        try:
+            request(f"{base}/api/status?token={token}")
+            return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{what} did not start on loopback")
+
+
 def _message(code: str, session: str) -> dict:
     return {
         "header": {"msg_id": uuid.uuid4().hex, "username": "test", "session": session,
@@ -93,14 +104,7 @@ def test_a_notebook_runs_through_a_jupyter_server_on_loopback(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                request(f"{base}/api/status?token={token}")
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("jupyter server did not start on loopback")
+        _wait_for(base, token, 120, "jupyter server")
         kernel = request(f"{base}/api/kernels?token={token}", "POST", {"name": "python3"})
         notebook = nbformat.read(NOTEBOOK, as_version=4)
         cells = ["scale = 'smoke'"]  # papermill-style parameter injection, after the parameters cell
@@ -158,14 +162,7 @@ def lab(tmp_path_factory):
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            try:
-                request(f"{base}/api/status?token={token}")
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("jupyter lab did not start on loopback")
+        _wait_for(base, token, 240, "jupyter lab")
         yield SimpleNamespace(root=root, base=base, token=token,
                               url=lambda path, query="": f"{base}/{path}?token={token}{query}")
     finally:
