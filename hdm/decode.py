@@ -9,13 +9,17 @@ produced the heatmaps, so baseline and ours differ only by the decoder name.
 Decoders:
 - ``argmax_shift``: HRNet's baseline (Sun et al. 2019, ``get_final_preds``): argmax, then a quarter-pixel
   shift toward the higher neighbour.
-- ``local_com``: our method's decoder: centre of mass of the relu'd map in a small window around the argmax.
+- ``local_com``: our method's decoder: centre of mass of the relu'd map in a small window around the argmax
+  (5 x 5; ``local_com3`` and ``local_com7``: 3 x 3 and 7 x 7).
+- ``softplus_com``, ``softmax_com``: centre of mass of the whole map's supplier distribution under softplus or
+  softmax (the suppliers a distribution-matching model may be trained with; the relu one is ``local_com``'s).
 
 Device follows the input; coordinates are computed in at least float32 (float64 stays float64).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Sequence
 
@@ -26,6 +30,7 @@ __all__ = [
     "decode",
     "decode_argmax_shift",
     "decode_local_com",
+    "decode_supplier_com",
     "flip_back",
     "flip_test_average",
     "shift_right",
@@ -137,9 +142,43 @@ def decode_local_com(heatmaps: torch.Tensor, window: int = 5) -> tuple[torch.Ten
     return coords, maxvals
 
 
+def decode_supplier_com(heatmaps: torch.Tensor, supplier: str = "softmax") -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre of mass of the whole map's supplier distribution: ``x = Σ p[j, i] · i`` (and ``y`` with ``j``), with
+    ``p = softmax(h)`` or ``p = softplus(h) / Σ softplus(h)`` over the H x W map: the expected position under the
+    distribution a model trained with those suppliers matched to its joint. Where softplus underflows to no mass
+    (every pixel below about -100 in float32) the argmax pixel is returned.
+
+    Args:
+        heatmaps: (B, K, H, W) float, no NaN. supplier: "softmax" or "softplus".
+    Returns:
+        coords: (B, K, 2) heatmap px, (x, y), float32 (float64 for float64 input).
+        maxvals: (B, K) the peak value of ``heatmaps``, dtype of ``heatmaps``.
+    """
+    _check_heatmaps(heatmaps)
+    if supplier not in ("softmax", "softplus"):
+        raise ValueError(f"supplier must be 'softmax' or 'softplus', got {supplier!r}")
+    height, width = heatmaps.shape[-2:]
+    _, pixel, maxvals = _argmax(heatmaps)
+    dtype = _coord_dtype(heatmaps.dtype)
+    flat = heatmaps.flatten(2).to(dtype)
+    mass = torch.softmax(flat, dim=-1) if supplier == "softmax" else torch.nn.functional.softplus(flat)
+    mass = mass.view(heatmaps.shape)
+    total = mass.sum(dim=(-2, -1))
+    xs = torch.arange(width, device=heatmaps.device, dtype=dtype)
+    ys = torch.arange(height, device=heatmaps.device, dtype=dtype)
+    has_mass = total > 0
+    safe_total = torch.where(has_mass, total, torch.ones_like(total))
+    com = torch.stack(((mass.sum(-2) * xs).sum(-1) / safe_total, (mass.sum(-1) * ys).sum(-1) / safe_total), dim=-1)
+    return torch.where(has_mass.unsqueeze(-1), com, pixel.to(dtype)), maxvals
+
+
 DECODERS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
     "argmax_shift": decode_argmax_shift,
     "local_com": decode_local_com,
+    "local_com3": functools.partial(decode_local_com, window=3),
+    "local_com7": functools.partial(decode_local_com, window=7),
+    "softplus_com": functools.partial(decode_supplier_com, supplier="softplus"),
+    "softmax_com": functools.partial(decode_supplier_com, supplier="softmax"),
 }
 
 

@@ -13,6 +13,7 @@ from hdm.decode import (
     decode,
     decode_argmax_shift,
     decode_local_com,
+    decode_supplier_com,
     flip_back,
     flip_test_average,
     shift_right,
@@ -201,7 +202,10 @@ def test_batched_decoders_match_a_per_map_loop(device):
 
 def test_decode_dispatches_by_name_and_rejects_unknown_names():
     maps = torch.rand(2, 3, 8, 6, generator=torch.Generator().manual_seed(1))
-    assert set(DECODERS) == {"argmax_shift", "local_com"}
+    assert set(DECODERS) == {"argmax_shift", "local_com", "local_com3", "local_com7", "softplus_com", "softmax_com"}
+    for window in (3, 7):
+        for got, want in zip(decode(maps, f"local_com{window}"), decode_local_com(maps, window=window)):
+            assert torch.equal(got, want)
     for got, want in zip(decode(maps, "local_com", window=3), decode_local_com(maps, window=3)):
         assert torch.equal(got, want)
     for got, want in zip(decode(maps, "argmax_shift"), decode_argmax_shift(maps)):
@@ -228,6 +232,49 @@ def test_decoders_keep_precision_and_peak_dtype(decoder):
     for dtype, coord_dtype in [(torch.float64,) * 2, (torch.float32,) * 2, (torch.float16, torch.float32)]:
         coords, maxvals = decoder(maps.to(dtype))
         assert coords.dtype == coord_dtype and maxvals.dtype == dtype
+
+
+# ---------------------------------------------------------------------------------------------------------
+# supplier centre of mass
+
+
+@pytest.mark.parametrize("supplier", ["softmax", "softplus"])
+def test_supplier_com_is_the_expected_position_under_the_supplier(supplier):
+    gen = torch.Generator().manual_seed(3)
+    maps = 3 * torch.randn(2, 3, 7, 5, generator=gen, dtype=torch.float64)
+    coords, maxvals = decode_supplier_com(maps, supplier)
+    for b in range(2):
+        for k in range(3):
+            h = maps[b, k]
+            mass = torch.softmax(h.flatten(), 0).view_as(h) if supplier == "softmax" else torch.log1p(torch.exp(h))
+            mass = mass / mass.sum()
+            x = sum(float(mass[j, i]) * i for j in range(7) for i in range(5))
+            y = sum(float(mass[j, i]) * j for j in range(7) for i in range(5))
+            assert coords[b, k].tolist() == pytest.approx([x, y], abs=1e-12)
+            assert maxvals[b, k] == h.max()
+
+
+@pytest.mark.parametrize("supplier", ["softmax", "softplus"])
+@pytest.mark.parametrize("centre", [(3, 4), (7, 6), (11, 2)])
+def test_supplier_com_of_a_mirror_symmetric_map_is_its_centre(supplier, centre):
+    # a map mirror-symmetric about pixel (cx, cy) in x and in y (cut to the square of the same reach on each side,
+    # -2 elsewhere, so the background is symmetric too) has its supplier's centre of mass exactly there
+    height, width = 13, 15
+    reach = min(centre[0], centre[1], width - 1 - centre[0], height - 1 - centre[1])
+    h = torch.full((height, width), -50.0, dtype=torch.float64)
+    window = (slice(centre[1] - reach, centre[1] + reach + 1), slice(centre[0] - reach, centre[0] + reach + 1))
+    h[window] = (4 * gaussian_map(height, width, centre, 1.5) - 2)[window]
+    coords, _ = decode_supplier_com(h[None, None], supplier)
+    assert coords[0, 0].tolist() == pytest.approx(list(centre), abs=1e-9)
+
+
+def test_supplier_com_falls_back_to_the_argmax_when_softplus_underflows():
+    maps = torch.full((1, 1, 4, 5), -1e4)
+    maps[0, 0, 1, 3] = -200.0  # softplus(-200) is 0 in float32: no mass anywhere
+    coords, _ = decode_supplier_com(maps, "softplus")
+    assert coords[0, 0].tolist() == [3.0, 1.0]
+    with pytest.raises(ValueError, match="softmax"):
+        decode_supplier_com(maps, "relu")
 
 
 # ---------------------------------------------------------------------------------------------------------
