@@ -250,6 +250,21 @@ def oracle_predictions(
     )
 
 
+def target_kind(spec: str) -> str:
+    """The oracle kind of a method's training target: "gaussian" and "dot" for the MSE methods, "subpixel_dot" (the
+    four sub-pixel demanders, a bilinear splat) for every distribution-matching variant ``hdm...``."""
+    method = spec.split("+")[0]
+    return method if method in ("gaussian", "dot") else "subpixel_dot"
+
+
+def oracle_errors(dataset, kind: str = "gaussian", decoder: str = "argmax_shift", sigma: float = 2.0) -> dict[str, float]:
+    """The floor a perfect model of target ``kind`` reaches with ``decoder``: the heatmap-px error of the decoded
+    oracle heatmaps over every joint that counts in the heatmap, ``mean``, ``median`` and ``p90``."""
+    pred = oracle_predictions(dataset, kind, decoder, sigma)
+    errors = np.linalg.norm(pred.coords - pred.joints, axis=-1)[pred.visibility]
+    return {"mean": float(errors.mean()), "median": float(np.median(errors)), "p90": float(np.quantile(errors, 0.9))}
+
+
 def oracle_evaluate(
     dataset,
     kind: str = "gaussian",

@@ -220,3 +220,33 @@ def dynamics_figure(per_epoch: pd.DataFrame, columns: dict[str, str], hue: str =
     for ax in axes.flat[len(columns):]:
         ax.set_visible(False)
     return fig
+
+
+def finding_placing_figure(table: pd.DataFrame, labels: dict[str, str] | None = None,
+                           floors: dict[str, float] | None = None) -> plt.Figure:  # fmt: skip
+    """Finding vs placing (``hdm.analysis.finding_placing``'s table, one row per method and seed): left, the share
+    of labelled joints found; right, the mean and median error on the joints every model found (heatmap px), each
+    seed a dot, the mean a bar; ``floors`` (method -> heatmap px) marks each target's oracle floor."""
+    labels = labels or {}
+    order = list(dict.fromkeys(table["method"]))
+    shown = table.assign(model=[labels.get(m, m) for m in table["method"]])
+    names = [labels.get(m, m) for m in order]
+    palette = {labels.get(m, m): color(m) for m in order}
+    fig, axes = plt.subplots(1, 3, figsize=(12, 0.45 * len(order) + 1.6), constrained_layout=True, sharey=True)
+    panels = [("found_share", "share of labelled joints found (≤ 0.1 × size)"),
+              ("common_mean_err_hm", "mean error on the common joints (heatmap px)"),
+              ("common_median_err_hm", "median error on the common joints (heatmap px)")]
+    for ax, (column, label) in zip(axes, panels):
+        sns.barplot(data=shown, y="model", x=column, order=names, hue="model", palette=palette, errorbar=None,
+                    alpha=0.45, ax=ax, legend=False)  # fmt: skip
+        sns.stripplot(data=shown, y="model", x=column, order=names, hue="model", palette=palette, ax=ax, size=4,
+                      legend=False)  # fmt: skip
+        ax.set(xlabel=label, ylabel="")
+        if floors and column == "common_mean_err_hm":
+            for row, method in enumerate(order):
+                if method in floors:
+                    ax.plot([floors[method]] * 2, [row - 0.4, row + 0.4], color="k", lw=1.2, ls="--")
+    if floors:
+        axes[1].plot([], [], color="k", lw=1.2, ls="--", label="oracle floor (mean)")
+        axes[1].legend(loc="lower right")
+    return fig

@@ -525,3 +525,45 @@ def test_the_mechanism_screens_and_the_best_repair():
     assert experiments.repair_label("hdm+head_bias:0.1+epochs:5").startswith("ours, repaired: head bias")
     with pytest.raises(ValueError, match="not one of the repairs"):
         experiments.repair_label("hdm+lr:1e-4")
+
+
+def _dynamics_frames(final: dict[str, tuple[float, float]], shares: bool = True):
+    """(per_epoch, summary) of one seed over 2 epochs: ``{variant: (final PCK, final val_no_positive_share)}``."""
+    rows = []
+    for variant, (acc, share) in final.items():
+        for epoch in (1, 2):
+            rows.append({"variant": variant, "seed": 0, "epoch": epoch, "dead_share": 0.5, "supplier_mass": 1.0,
+                         "head_grad": 0.1, "PCK": acc * epoch / 2, "val_no_positive_share": share * epoch / 2})
+    per_epoch = pd.DataFrame(rows)
+    if not shares:
+        per_epoch = per_epoch.drop(columns="val_no_positive_share")
+    return per_epoch, analysis.sweep_summary(per_epoch[per_epoch["epoch"] == 2].drop(columns="epoch"), "PCK")
+
+
+def test_dynamics_reading_states_the_mechanism_screens_as_the_numbers_have_them():
+    base = {"hdm": (0.30, 0.10), "hdm+supplier:softplus": (0.40, 0.0), "gaussian": (0.99, 0.0)}
+    screens = {"hdm+supply_guard:strict": (0.05, 0.80), "hdm+head_bias:0.1": (0.35, 0.0),
+               "hdm+level_weight:1": (0.20, 0.05)}  # fmt: skip
+    text = analysis.dynamics_reading(*_dynamics_frames({**base, **screens}), "PCK", "smoke")
+    assert "PCK ends at 5.0, lower than guarded relu's 30.0" in text
+    assert "80 % of its validation maps have no pixel > 0 at the end (guarded relu: 10 %)" in text
+    assert "The best repair is `hdm+head_bias:0.1`" in text and "PCK ends at 35.0, higher than guarded relu's" in text
+    assert "No swept setting beats" in text  # neither the screens nor the Gaussian reference count as settings
+    # the other way round, and without the per-epoch shares (older runs): the accuracies only
+    flipped = {**screens, "hdm+supply_guard:strict": (0.45, 0.80), "hdm+head_bias:0.1": (0.10, 0.0)}
+    text = analysis.dynamics_reading(*_dynamics_frames({**base, **flipped}, shares=False), "PCK", "smoke")
+    assert "PCK ends at 45.0, higher than guarded relu's 30.0." in text and "validation maps" not in text
+    assert "The best repair is `hdm+level_weight:1`" in text and "PCK ends at 20.0, lower than guarded relu's" in text
+    # screened names (long scale) read the same
+    screened = {analysis.screened(v, 5): value for v, value in {**base, **screens}.items()}
+    screened["hdm"] = screened.pop("hdm+epochs:5")
+    screened["hdm+supplier:softplus"] = screened.pop("hdm+supplier:softplus+epochs:5")
+    per_epoch, summary = _dynamics_frames(screened)
+    assert "80 % of its validation maps" in analysis.dynamics_reading(per_epoch, summary, "PCK", "long")
+
+
+def test_dynamics_reading_without_the_mechanism_screens_says_nothing_of_them():
+    text = analysis.dynamics_reading(*_dynamics_frames({"hdm": (0.3, 0.1), "hdm+supplier:softplus": (0.4, 0.0)}),
+                                     "PCK", "default")  # fmt: skip
+    assert text.endswith("No swept setting beats relu's defaults (PCK 30.0).")
+    assert "strict" not in text and "repair" not in text

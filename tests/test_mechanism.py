@@ -58,3 +58,52 @@ def test_shift_test_on_known_geometry():
     guarded = shift_test(maps, joints, weight, shifts=(0.0, 0.25)).set_index("shift")  # the training loss
     assert guarded.loc[0.25, "lowered_share"] == pytest.approx(0.5)  # the guard's ε effect stays below tol
     assert guarded.loc[0.25, "mean_relative_change"] < 0
+
+
+def _summary(rows: dict[str, float]):
+    """A sweep summary of one seed per variant with the given final PCK."""
+    import pandas as pd
+
+    from hdm.analysis import sweep_summary
+
+    final = pd.DataFrame([{"variant": v, "seed": 0, "PCK": acc, "err_hm": 1 - acc} for v, acc in rows.items()])
+    return sweep_summary(final, "PCK")
+
+
+def test_our_method_is_never_a_mechanism_screen_nor_the_gaussian_reference():
+    from hdm.experiments import REPAIRS, STRICT_SCREEN, best_relu_variant, dynamics_reference, mechanism_screens
+
+    # every screen and the Gaussian reference beat every relu setting: none of them may be picked
+    screens = mechanism_screens("smoke")
+    assert set(screens) == {STRICT_SCREEN, *REPAIRS}
+    summary = _summary({"hdm": 0.2, "hdm+lr:3e-4": 0.3, **{s: 0.9 for s in screens}, "gaussian": 0.95})
+    assert summary.set_index("variant").loc["gaussian", "supplier"] == "-"
+    assert (summary.set_index("variant").loc[screens, "supplier"] == "relu").all()  # relu, yet not candidates
+    assert best_relu_variant(summary, "PCK") == "hdm+lr:3e-4"
+    # screened (epoch-limited) screens are left out too, also when epoch-limited runs count
+    screened = _summary({"hdm+epochs:5": 0.2, **{f"{s}+epochs:5": 0.9 for s in screens}})
+    assert best_relu_variant(screened, "PCK", exact_only=False) == "hdm+epochs:5"
+    with pytest.raises(ValueError, match="no relu-supplier variant"):
+        best_relu_variant(_summary({s: 0.9 for s in screens}), "PCK")
+    # the setting a screen deviates from still counts once it is the best plain relu setting
+    assert best_relu_variant(_summary({"hdm": 0.2, "hdm+head_bias:0.05": 0.5, "hdm+head_bias:0.1": 0.9}),
+                             "PCK") == "hdm+head_bias:0.05"  # fmt: skip
+
+
+def test_the_dynamics_reference_is_the_gaussian_model_at_every_scale():
+    from hdm.config import SCALES, variant_preset
+    from hdm.experiments import dynamics_reference, screened
+
+    for scale in SCALES:
+        assert dynamics_reference(scale) == ["gaussian"]
+        cfg = variant_preset(scale, screened(dynamics_reference(scale)[0], 5))
+        assert cfg.method == "gaussian" and cfg.epochs == 5  # trained on the same screen schedule as the others
+
+
+def test_the_shift_test_leaves_an_all_nonpositive_map_where_it_is():
+    maps = torch.stack([torch.full((8, 8), -0.5, dtype=torch.float64), torch.rand(8, 8, dtype=torch.float64)])
+    joints, weight = torch.full((1, 2, 2), 3.0, dtype=torch.float64), torch.ones(1, 2, dtype=torch.float64)
+    table = shift_test(maps[None], joints, weight, shifts=(0.0, 0.5)).set_index("shift")
+    assert table.loc[0.0, "no_positive_share"] == table.loc[0.5, "no_positive_share"] == 0.5
+    alone = shift_test(maps[None, :1], joints[:, :1], weight[:, :1], shifts=(0.0, 0.5)).set_index("shift")
+    assert alone.loc[0.5, "mean_relative_change"] == 0.0 and alone.loc[0.5, "lowered_share"] == 0.0

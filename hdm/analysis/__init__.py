@@ -27,10 +27,13 @@ from hdm.analysis.readings import (CONCENTRATION, SHORT_LABELS, dynamics_reading
 from hdm.analysis.stats import (DYNAMICS_COLUMNS, check_columns, consistency_table, decoder_ablation, epoch_window,
                                 final_epoch_table, loss_accuracy_consistency, mean_std_strings, paired_difference,
                                 rank_order, stack_metrics, strictly_ordered, summarise_over_seeds, sweep_summary,
-                                tracking_accuracy, window_gains)
+                                tracking_accuracy, window_gains, evaluation_rows, resolution_table)
 from hdm.experiments import (REPAIRS, STRICT_SCREEN, best_relu_variant, best_repair, distinct_from_ours,
-                             dynamics_screen_epochs, dynamics_suppliers, dynamics_sweep, longer_baseline,
-                             mechanism_screens, our_setting, repair_label, screened, variant_value)
+                             dynamics_reference, dynamics_screen_epochs, dynamics_suppliers, dynamics_sweep,
+                             longer_baseline, mechanism_screens, our_setting, repair_label, screened, variant_value,
+                             DECODER_CANDIDATES, LONGER, PAPER_RESOLUTION, choose_decoders, decoder_candidates,
+                             longer_models, model_label, report_split, resolution_screen, table1_extra_models,
+                             table1_pairs)
 
 __all__ = [
     "VISIBILITY", "VISIBLE", "default_joint_names", "error_by_visibility", "error_summary", "first_indices",
@@ -44,5 +47,7 @@ __all__ = [
     "strictly_ordered", "summarise_over_seeds", "sweep_summary", "tracking_accuracy", "window_gains",
     "best_relu_variant", "distinct_from_ours", "dynamics_screen_epochs", "dynamics_suppliers", "dynamics_sweep",
     "longer_baseline", "our_setting", "screened", "variant_value", "REPAIRS", "STRICT_SCREEN", "best_repair",
-    "mechanism_screens", "repair_label",
+    "mechanism_screens", "repair_label", "dynamics_reference",
+    "evaluation_rows", "resolution_table", "table1_pairs", "DECODER_CANDIDATES", "LONGER", "PAPER_RESOLUTION", "choose_decoders", "decoder_candidates",
+    "longer_models", "model_label", "report_split", "resolution_screen", "table1_extra_models",
 ]  # fmt: skip

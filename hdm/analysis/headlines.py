@@ -39,13 +39,16 @@ def table1_summary(t: Tables, scale: str) -> str | None:
         return None
     misses = t.get(f"table1_misses_{scale}")
     misses = misses.set_index("method") if misses is not None else None
-    header = ["method", "seeds", "AP", "AP50", "AP75", "PCK@0.1", "error (heatmap px)"]
+    chosen = "decoder" in summary  # decoders chosen on validation, Table 1 on a held-out split (issue 19)
+    header = ["method", *(["decoder (chosen on val)"] if chosen else []), "seeds", "AP", "AP50", "AP75", "PCK@0.1",
+              "error (heatmap px)"]  # fmt: skip
     if misses is not None:
         header += ["joints missed (> 0.1 × size)", "of which nearer the twin"]
     rows = []
     for r in summary.to_dict("records"):
         mse = " + MSE" if r["method"] in ("gaussian", "dot") else ""
-        row = [_label(t, scale, r["method"]) + mse, int(r["n"])]
+        name = r["label"] if "label" in r and r["method"] not in ("gaussian", "dot", "hdm") else _label(t, scale, r["method"])
+        row = [name + mse, *([r["decoder"]] if chosen else []), int(r["n"])]
         row += [pm(100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]) for m in ("AP", "AP50", "AP75", "PCK")]
         row.append(pm(r["err_hm_mean"], r["err_hm_std"], 2))
         if misses is not None:
@@ -54,10 +57,11 @@ def table1_summary(t: Tables, scale: str) -> str | None:
                     for c in ("missed", "missed_as_twin")]
         rows.append(row)
     methods = [m for m in paper.TABLE1.index if m in set(summary["method"])]
-    paper_row = [f"the paper (COCO, HRNet-W48): {' / '.join(SHORT_LABELS.get(m, m) for m in methods)}", ""]
+    paper_row = [f"the paper (COCO, HRNet-W48): {' / '.join(SHORT_LABELS.get(m, m) for m in methods)}", "",
+                 *([""] if chosen else [])]
     paper_row += [" / ".join(f"{paper.TABLE1.loc[m, c]:.1f}" for m in methods) for c in ("AP", "AP50", "AP75")]
     rows.append(paper_row + [""] * (len(header) - len(paper_row)))
-    return md_table(header, rows, "lr" + "r" * (len(header) - 2))
+    return md_table(header, rows, ("ll" if chosen else "l") + "r" * (len(header) - 1 - chosen))
 
 
 def table1_ablations(t: Tables, scale: str) -> str | None:
@@ -68,6 +72,29 @@ def table1_ablations(t: Tables, scale: str) -> str | None:
     rows = [[r["model"], r["decoder"], int(r["n"]), r["AP"], r["AP75"], r["PCK"], r["err_hm"]]
             for r in ablations.to_dict("records")]
     header = ["model", "decoder", "seeds", "AP", "AP75", "PCK@0.1", "error (heatmap px)"]
+    return md_table(header, rows, "llrrrrr")
+
+
+def table1_finding_placing(t: Tables, scale: str) -> str | None:
+    """Finding vs placing at ``scale``: per model, the share of labelled joints found and the error (heatmap px) on
+    the joints every model found (mean ± std over seeds), beside its target's oracle floor."""
+    table = t.get(f"table1_finding_placing_{scale}")
+    if table is None:
+        return None
+    summary = t.get(f"table1_summary_{scale}")
+    labels = dict(zip(summary["method"], summary["label"])) if summary is not None and "label" in summary else {}
+    rows = []
+    for method, group in table.groupby("method", sort=False):
+        mse = " + MSE" if method in ("gaussian", "dot") else ""
+        name = labels.get(method) if method not in ("gaussian", "dot", "hdm") else None
+        rows.append([(name or _label(t, scale, method)) + mse, group["decoder"].iloc[0], len(group),
+                     f"{pm(100 * group['found_share'].mean(), 100 * group['found_share'].std())} %",
+                     pm(group["common_mean_err_hm"].mean(), group["common_mean_err_hm"].std(), 2),
+                     pm(group["common_median_err_hm"].mean(), group["common_median_err_hm"].std(), 2),
+                     num(group["oracle_mean_err_hm"].iloc[0], 2)])  # fmt: skip
+    joints = int(table["common_joints"].iloc[0])
+    header = ["model", "decoder", "seeds", "joints found (≤ 0.1 × size)", f"mean error, {joints} common joints",
+              "median error, common joints", "oracle floor (mean)"]
     return md_table(header, rows, "llrrrrr")
 
 
@@ -111,6 +138,7 @@ def oracle(t: Tables, scale: str | None = None) -> str | None:
 
 #: Generated README tables: file stem -> (builder, per scale?).
 HEADLINES = {"table1_summary": (table1_summary, True), "table1_ablations": (table1_ablations, True),
+             "table1_finding_placing": (table1_finding_placing, True),
              "fig2_consistency": (fig2_consistency, True), "oracle": (oracle, False)}
 
 

@@ -69,7 +69,8 @@ def finding_placing(runs: dict[tuple[str, int], dict[str, np.ndarray]], threshol
 
 
 @torch.no_grad()
-def shift_test(heatmaps: torch.Tensor, joints: torch.Tensor, weight: torch.Tensor, shifts=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5),
+def shift_test(heatmaps: torch.Tensor, joints: torch.Tensor, weight: torch.Tensor,
+               shifts=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
                loss: HDMLoss | None = None, tol: float = 1e-6) -> pd.DataFrame:  # fmt: skip
     """Does lowering a whole map lower the relu-normalised EMD? For each relative shift s, every counted joint's
     map becomes ``h - s * max(h)`` (s = 0: the map as trained; maps with max(h) <= 0 do not move) and is scored

@@ -10,7 +10,7 @@ import pandas as pd
 
 from hdm import paper
 from hdm.analysis.stats import mean_std_strings, rank_order, strictly_ordered
-from hdm.experiments import best_relu_variant
+from hdm.experiments import REPAIRS, STRICT_SCREEN, best_relu_variant, best_repair
 
 
 #: Short method names in the readings and the verdict table.
@@ -216,7 +216,9 @@ def dynamics_reading(per_epoch: pd.DataFrame, summary: pd.DataFrame, accuracy: s
                      key: str = "variant") -> str:  # fmt: skip
     """The mechanism paragraph, from the numbers: after the first epoch and at the end, relu vs softplus (and
     softmax where run): dead share near the joints, supplier mass, head gradient, accuracy; then the best relu
-    setting of the sweep against the default. Each comparison is stated as the numbers have it."""
+    setting of the sweep against the default; where the mechanism screens ran, the strict mode's and the best
+    repair's final accuracy beside guarded relu's (and the strict mode's share of validation maps with no pixel > 0).
+    Each comparison is stated as the numbers have it."""
     def at(variant, epoch, column):
         rows = per_epoch[(per_epoch[key] == variant) & (per_epoch["epoch"] == epoch)]
         return float(rows[column].mean()) if len(rows) else float("nan")
@@ -250,4 +252,44 @@ def dynamics_reading(per_epoch: pd.DataFrame, summary: pd.DataFrame, accuracy: s
     else:
         text += (f"The best relu setting of the sweep is `{best}` ({accuracy} {100 * best_acc:.1f} against "
                  f"{100 * base_acc:.1f} with the defaults); Table 1 uses it as our method.")
+    return text + _screens_reading(per_epoch, summary, accuracy, relu, key)
+
+
+def _screens_reading(per_epoch: pd.DataFrame, summary: pd.DataFrame, accuracy: str, relu: str, key: str) -> str:
+    """The mechanism screens' sentences of :func:`dynamics_reading` (empty when none ran): the strict mode's final
+    accuracy and share of validation maps with no pixel > 0 beside guarded relu's, and the best repair's accuracy."""
+    base = summary[key].str.split("+epochs:", regex=False).str[0]
+
+    def named(spec):  # the summary's variant whose base is ``spec`` (screened or not), or None
+        names = summary.loc[base == spec, key]
+        return str(names.iloc[0]) if len(names) else None
+
+    def mean(variant):
+        return float(summary.loc[summary[key] == variant, f"{accuracy}_mean"].iloc[0])
+
+    def final(variant, column):  # mean over seeds at the variant's own last epoch; NaN when not recorded
+        rows = per_epoch[per_epoch[key] == variant]
+        if rows.empty or column not in rows.columns:
+            return float("nan")
+        return float(rows.loc[rows["epoch"] == rows["epoch"].max(), column].mean())
+
+    def than(value, other):  # compared as printed (one decimal of a percentage)
+        a, b = round(100 * value, 1), round(100 * other, 1)
+        return "higher than" if a > b else "lower than" if a < b else "the same as"
+
+    text, ours, strict = "", mean(relu), named(STRICT_SCREEN)
+    if strict is not None:
+        acc = mean(strict)
+        text += (f" In the strict supply mode (`{STRICT_SCREEN}`: no guard, an all-≤ 0 map gets no loss and no "
+                 f"gradient) {accuracy} ends at {100 * acc:.1f}, {than(acc, ours)} guarded relu's {100 * ours:.1f}")
+        shares = [final(v, "val_no_positive_share") for v in (strict, relu)]
+        if not np.isnan(shares).any():
+            text += (f"; {100 * shares[0]:.0f} % of its validation maps have no pixel > 0 at the end (guarded relu: "
+                     f"{100 * shares[1]:.0f} %)")
+        text += "."
+    repair = best_repair(summary, accuracy, key)
+    if repair is not None:
+        acc = mean(named(repair))
+        text += (f" The best repair is `{repair}`, {REPAIRS[repair]}: {accuracy} ends at {100 * acc:.1f}, "
+                 f"{than(acc, ours)} guarded relu's.")
     return text

@@ -162,6 +162,28 @@ def decoder_ablation(runs: dict, columns: list[str], evaluate, decoders: tuple[s
     return pd.DataFrame(rows, columns=["model", "seed", "decoder", *columns])
 
 
+def evaluation_rows(runs: dict, decoders: dict[str, list[str]], evaluate, columns: list[str], split: str = "val") -> pd.DataFrame:
+    """One row per (model, seed, decoder) of ``runs`` ((model, seed) -> run) evaluated on ``split`` with each of
+    ``decoders[model]``: model, seed, decoder, split and the ``columns`` of ``evaluate(run, decoder=..., split=...)``
+    (cached in the run, so a second call reads files)."""
+    rows = [{"model": model, "seed": seed, "decoder": decoder, "split": split,
+             **{c: evaluate(run, decoder=decoder, split=split)[c] for c in columns}}
+            for (model, seed), run in runs.items() for decoder in decoders[model]]  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "seed", "decoder", "split", *columns])
+
+
+def resolution_table(runs: dict, labels: dict[str, str], columns: list[str]) -> pd.DataFrame:
+    """The heatmap-size screen: one row per (model, size) of ``runs`` ((model, size) -> run), with the model's label,
+    the run's input and heatmap sizes ("HxW"), its epochs and its final epoch's ``columns`` (validation)."""
+    rows = []
+    for (model, size), run in runs.items():
+        cfg, last = run.config, run.metrics.sort_values("epoch", kind="stable").iloc[-1]
+        rows.append({"model": labels.get(model, model), "size": size, "input": "x".join(map(str, cfg.input_hw)),
+                     "heatmap": "x".join(map(str, cfg.heatmap_hw)), "epochs": int(last["epoch"]),
+                     **last[columns].to_dict()})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def paired_difference(final: pd.DataFrame, metrics: list[str], ours: str = "hdm", reference: str = "gaussian",
                       confidence: float = 0.95, key: str = "method") -> pd.DataFrame:  # fmt: skip
     """Per metric, ``ours − reference`` paired by seed (same seed = same data order, same start): the per-seed

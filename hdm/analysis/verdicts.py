@@ -107,7 +107,7 @@ def table1_order(t: Tables, scale: str) -> dict | None:
     if pck is not None:
         detail += f", {rank_order(pck, SHORT_LABELS, digits=1)} (PCK)"
         numbers += f", PCK@0.1 {_table1_values(t, scale, 'PCK', methods)}"
-    numbers += f" ({' / '.join(SHORT_LABELS.get(m, m) for m in methods)}, %, {_seeds(t, scale)} seeds)"
+    numbers += f" ({' / '.join(SHORT_LABELS.get(m, m) for m in methods)}, %, {_seeds(t, scale)} seeds{_split(t, scale)})"
     paired = t.get(f"table1_paired_difference_{scale}")
     if paired is not None:
         rows = paired.set_index("metric")
@@ -240,16 +240,92 @@ def relu_trains(t: Tables, scale: str) -> dict | None:
                     f"({int(r['n'])} seeds)")
         ablations = t.get(f"table1_ablations_{scale}")
         label = paper.label(soft)
-        if ablations is not None and accuracy in ablations and label in set(ablations["model"]):
+        if soft in set(summary["method"]):
+            r = summary.set_index("method").loc[soft]
+            numbers += f", softplus {pm(100 * r[f'{accuracy}_mean'], 100 * r[f'{accuracy}_std'])} ({int(r['n'])} seeds)"
+        elif ablations is not None and accuracy in ablations and label in set(ablations["model"]):
             a = ablations[ablations["model"] == label].iloc[0]
             numbers += f", softplus {a[accuracy]} ({int(a['n'])} seed{'s' * (int(a['n']) != 1)})"
     return _row("(ours, diagnosed) relu suppliers train as well as softplus ones", scale, "yes" if trains else "no",
                 "", numbers, [link(f"hdm_dynamics_sweep_{scale}"), link(f"hdm_dynamics_epochs_{scale}", "per epoch")])
 
 
-#: The claims in the order of the table.
-CLAIMS = (theorem1_algebra, theorem1_converse, table1_order, dot_below_gaussian, fig2_tracking, fig1_picks,
-          fig3_occlusion, relu_trains)
+def _split(t: Tables, scale: str) -> str:
+    """" on the test split" when Table 1 at ``scale`` reports a split, else ""."""
+    summary = t.get(f"table1_summary_{scale}")
+    return f" on the {summary['split'].iloc[0]} split" if summary is not None and "split" in summary else ""
+
+
+def _labels(t: Tables, scale: str) -> dict[str, str]:
+    """Table 1's method keys -> their labels (the summary's ``label`` column; SHORT_LABELS for older tables)."""
+    summary = t.get(f"table1_summary_{scale}")
+    labels = dict(SHORT_LABELS)
+    if summary is not None and "label" in summary:
+        labels.update({m: l for m, l in zip(summary["method"], summary["label"]) if m not in SHORT_LABELS})
+    return labels
+
+
+def finding_placing(t: Tables, scale: str) -> dict | None:
+    table, paired = t.get(f"table1_finding_placing_{scale}"), t.get(f"table1_finding_placing_paired_{scale}")
+    if table is None or paired is None:
+        return None
+    labels = _labels(t, scale)
+    models = [m for m in dict.fromkeys(table["method"]) if m.startswith("hdm")]
+    rows = paired.set_index(["comparison", "metric"])
+    placed = {m: rows.loc[(f"{m} − gaussian", "common_mean_err_hm")] for m in models
+              if (f"{m} − gaussian", "common_mean_err_hm") in rows.index}
+    if not placed or int(table["common_joints"].iloc[0]) == 0:
+        return None
+    better = [m for m, r in placed.items() if r["high"] < 0]
+    worse = [m for m, r in placed.items() if r["low"] > 0]
+    verdict = "yes" if better else "no" if len(worse) == len(placed) else "cannot be judged"
+    means = table.groupby("method", sort=False)
+    found = means["found_share"].agg(["mean", "std"])
+    error = means["common_mean_err_hm"].agg(["mean", "std"])
+    order = list(dict.fromkeys(table["method"]))
+    numbers = ("found " + " / ".join(pm(100 * found.loc[m, "mean"], 100 * found.loc[m, "std"]) for m in order)
+               + " %; mean error on the " + f"{int(table['common_joints'].iloc[0])} joints every model found "
+               + " / ".join(pm(error.loc[m, "mean"], error.loc[m, "std"], 2) for m in order)
+               + f" heatmap px ({' / '.join(labels.get(m, m) for m in order)}{_split(t, scale)}); − Gaussian, "
+               + "paired (95 %): " + ", ".join(f"{labels.get(m, m)} {interval(r, 1.0, 2)} px" for m, r in placed.items()))
+    detail = ("placed more precisely by " + ", ".join(labels.get(m, m) for m in better) if better
+              else "placed less precisely" if verdict == "no" else "no difference beyond the seed spread")
+    return _row("(ours, diagnosed) distribution matching places the joints it finds more precisely than Gaussian "
+                "targets", scale, verdict, detail, numbers,
+                [link(f"table1_finding_placing_{scale}"), link(f"table1_finding_placing_paired_{scale}", "paired")])
+
+
+def repair_trains(t: Tables, scale: str) -> dict | None:
+    summary, paired = t.get(f"table1_summary_{scale}"), t.get(f"table1_paired_all_{scale}")
+    if summary is None or paired is None or "label" not in summary:
+        return None
+    repaired = summary[summary["label"].str.contains("repaired")]
+    if repaired.empty:
+        return None
+    repair = str(repaired["method"].iloc[0])
+    rows = paired.set_index(["comparison", "metric"])
+    against = [(ref, rows.loc[(f"{repair} − {ref}", "AP")]) for ref in ("hdm", "gaussian", "hdm+supplier:softplus")
+               if (f"{repair} − {ref}", "AP") in rows.index]
+    if not against:
+        return None
+    versus_ours = dict(against).get("hdm")
+    verdict = "cannot be judged" if versus_ours is None else "yes" if versus_ours["low"] > 0 else "no"
+    labels = _labels(t, scale)
+    r = repaired.iloc[0]
+    numbers = (f"{r['label']}: AP {pm(100 * r['AP_mean'], 100 * r['AP_std'])}, PCK@0.1 "
+               f"{pm(100 * r['PCK_mean'], 100 * r['PCK_std'])} ({int(r['n'])} seeds{_split(t, scale)}); AP paired "
+               "(95 %): " + ", ".join(f"− {SHORT_LABELS.get(ref, labels.get(ref, ref))} {interval(row)}"
+                                      for ref, row in against))
+    return _row("(ours, repaired) a repair keeping relu + normalisation trains better than ours", scale, verdict, "",
+                numbers, [link(f"table1_summary_{scale}"), link(f"table1_paired_all_{scale}", "paired")])
+
+
+#: The claims every result scale measures, in the order of the table.
+CORE_CLAIMS = (theorem1_algebra, theorem1_converse, table1_order, dot_below_gaussian, fig2_tracking, fig1_picks,
+               fig3_occlusion, relu_trains)
+#: Issue 19's diagnoses, judged where their tables exist (the repairs are screened at the smoke and long scales only).
+DIAGNOSES = (finding_placing, repair_trains)
+CLAIMS = CORE_CLAIMS + DIAGNOSES
 
 
 def verdict_rows(scale: str, tables_dir) -> pd.DataFrame:
