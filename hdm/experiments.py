@@ -74,11 +74,13 @@ def dynamics_reference(scale: str) -> list[str]:
 
 
 def repair_label(variant: str) -> str:
-    """Table 1's label of a repaired variant: ``"ours, repaired: <what>"``."""
-    base = variant.split("+epochs:")[0]
+    """Table 1's label of a repaired variant: ``"ours, repaired: <what>"``, and what else the variant sets in
+    brackets (e.g. ``"+epochs:40+lr_steps:36,39"`` -> ``" (epochs 40, lr_steps 36,39)"``)."""
+    parts = variant.split("+")
+    base, rest = "+".join(parts[:2]), parts[2:]
     if base not in REPAIRS:
         raise ValueError(f"{variant!r} is not one of the repairs {sorted(REPAIRS)}")
-    return f"ours, repaired: {REPAIRS[base]}"
+    return f"ours, repaired: {REPAIRS[base]}" + (f" ({', '.join(p.replace(':', ' ') for p in rest)})" if rest else "")
 
 
 def best_repair(summary: pd.DataFrame, accuracy: str, key: str = "variant") -> str | None:
@@ -247,7 +249,7 @@ def resolution_screen(scale: str, setting="auto") -> str | None:
 
 def model_label(spec: str) -> str:
     """Table 1's name of a model: ``"ours, repaired: <what>"`` for a repair, else ``hdm.paper.label``."""
-    return repair_label(spec) if spec.split("+epochs:")[0] in REPAIRS else paper.label(spec)
+    return repair_label(spec) if "+".join(spec.split("+")[:2]) in REPAIRS else paper.label(spec)
 
 
 def table1_pairs(methods: list[str]) -> list[tuple[str, str]]:

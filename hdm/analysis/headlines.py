@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hdm import paper
+from hdm.analysis import readings
 from hdm.analysis.readings import SHORT_LABELS
 from hdm.analysis.tables import Tables, md_table, num, pm
 from hdm.experiments import our_setting
@@ -112,6 +113,31 @@ def fig2_consistency(t: Tables, scale: str) -> str | None:
     return md_table(header, rows, "llrrr")
 
 
+def dynamics_reading(t: Tables, scale: str) -> str | None:
+    """The dynamics notebook's mechanism paragraph at ``scale`` (``readings.dynamics_reading``), from its per-epoch
+    and sweep tables."""
+    per_epoch, summary = t.get(f"hdm_dynamics_epochs_{scale}"), t.get(f"hdm_dynamics_sweep_{scale}")
+    if per_epoch is None or summary is None:
+        return None
+    accuracy = next(c[: -len("_mean")] for c in summary.columns if c.endswith("_mean"))
+    return readings.dynamics_reading(per_epoch, summary, accuracy, scale) + "\n"
+
+
+def table1_reading(t: Tables, scale: str) -> str | None:
+    """Table 1's reading at ``scale`` (``readings.table1_reading``: the order of the methods, and the exact vs.
+    entropic solver on the same maps), from its summary and solver tables."""
+    summary = t.get(f"table1_summary_{scale}")
+    if summary is None:
+        return None
+    text = readings.table1_reading(summary, scale, int(summary["n"].max()), paper.TABLE1,
+                                   solver=t.get(f"table1_solver_agreement_{scale}"))
+    if "split" in summary:
+        text += (f" Reported on the {summary['split'].iloc[0]} split, each model's decoder chosen on validation ("
+                 + ", ".join(f"{_label(t, scale, m) if m in ('gaussian', 'dot', 'hdm') else l}: {d}"
+                             for m, l, d in zip(summary["method"], summary["label"], summary["decoder"])) + ").")
+    return text + "\n"
+
+
 #: The oracle's columns: (heatmap kind, decoder, window or None) -> header.
 ORACLE_COLUMNS = {("gaussian", "argmax_shift", None): "Gaussian target, argmax + shift",
                   ("dot", "argmax_shift", None): "dot target, argmax + shift",
@@ -139,7 +165,8 @@ def oracle(t: Tables, scale: str | None = None) -> str | None:
 #: Generated README tables: file stem -> (builder, per scale?).
 HEADLINES = {"table1_summary": (table1_summary, True), "table1_ablations": (table1_ablations, True),
              "table1_finding_placing": (table1_finding_placing, True),
-             "fig2_consistency": (fig2_consistency, True), "oracle": (oracle, False)}
+             "fig2_consistency": (fig2_consistency, True),
+             "hdm_dynamics_reading": (dynamics_reading, True), "table1_reading": (table1_reading, True), "oracle": (oracle, False)}
 
 
 def headline_tables(tables_dir, scales=None) -> dict[str, str]:

@@ -167,8 +167,9 @@ def evaluation_rows(runs: dict, decoders: dict[str, list[str]], evaluate, column
     ``decoders[model]``: model, seed, decoder, split and the ``columns`` of ``evaluate(run, decoder=..., split=...)``
     (cached in the run, so a second call reads files)."""
     rows = [{"model": model, "seed": seed, "decoder": decoder, "split": split,
-             **{c: evaluate(run, decoder=decoder, split=split)[c] for c in columns}}
-            for (model, seed), run in runs.items() for decoder in decoders[model]]  # fmt: skip
+             **{c: result[c] for c in columns}}
+            for (model, seed), run in runs.items() for decoder in decoders[model]
+            for result in [evaluate(run, decoder=decoder, split=split)]]  # fmt: skip
     return pd.DataFrame(rows, columns=["model", "seed", "decoder", "split", *columns])
 
 
