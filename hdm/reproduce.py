@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -84,14 +85,47 @@ def run_notebook(name: str, scale: str = "default", parameters: dict | None = No
     return output
 
 
+#: Progress on stderr that a rerun changes: ``hdm`` training lines ("  HH:MM:SS ...") and tqdm bars.
+_PROGRESS = re.compile(r"^  \d\d:\d\d:\d\d .*$|^.*\r.*$|^.*\|[^|]*\| *\d+/\d+ \[.*\]$")
+#: Execution metadata a rerun changes: papermill's and nbclient's times.
+_TIMINGS = ("start_time", "end_time", "duration")
+
+
 def _as_jupyter_writes_it(path: Path) -> None:
     """Rewrite an executed copy as Jupyter's server saves notebooks (papermill leaves out the final newline), and
-    unpaired: opening and saving it in `make lab` then changes no byte and creates no .py beside it."""
+    unpaired: opening and saving it in `make lab` then changes no byte and creates no .py beside it. What changes
+    from one execution to the next is left out — execution times, the clone's absolute paths, training progress and
+    progress bars on stderr — so that rerunning ``make reproduce`` on the machine that produced the committed
+    results leaves ``git status`` clean (the per-epoch numbers are in each run's metrics.csv)."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
     notebook.metadata.get("jupytext", {}).pop("formats", None)  # the source's pairing is notebooks/jupytext.toml's
+    run = notebook.metadata.get("papermill", {})
+    for key in _TIMINGS:
+        run.pop(key, None)
+    for key in ("input_path", "output_path"):
+        if key in run:
+            run[key] = os.path.relpath(run[key], REPO_ROOT) if Path(run[key]).is_absolute() else run[key]
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+        for key in _TIMINGS:
+            cell.metadata.get("papermill", {}).pop(key, None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in map(_without_progress, cell.outputs) if o is not None]
     nbformat.write(notebook, path)
+
+
+def _without_progress(output):
+    """A stream output without its progress lines (None when nothing else is left); other outputs as they are."""
+    if output.get("output_type") != "stream" or output.get("name") != "stderr":
+        return output
+    lines = [line for line in output["text"].split("\n") if not _PROGRESS.match(line)]
+    text = "\n".join(lines)
+    if not text.strip():
+        return None
+    output["text"] = text
+    return output
 
 
 def declared_parameters(name: str) -> dict:

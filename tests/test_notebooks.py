@@ -218,3 +218,37 @@ def test_unknown_reproduce_params_are_refused_with_the_declared_keys():
         check_params({"seedz": [0]}, ["fig2"])
     with pytest.raises(SystemExit, match="n_picks"):
         check_params({"n_picks": 2}, ["fig2"])  # fig1's, not fig2's
+
+
+def test_an_executed_copy_keeps_what_a_rerun_reproduces_and_drops_times_paths_and_progress(tmp_path):
+    # what papermill writes into an executed copy: its times, nbclient's, absolute paths, and the kernel's stderr
+    # carrying training progress and tqdm bars beside a real warning
+    from hdm.reproduce import REPO_ROOT, _as_jupyter_writes_it
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["papermill"] = {"start_time": "2026-12-07T22:56:26", "end_time": "2026-12-07T22:56:33",
+                                      "duration": 6.8, "input_path": str(REPO_ROOT / "notebooks" / "fig1.ipynb"),
+                                      "output_path": "results/notebooks/default/fig1.ipynb", "version": "2.7.0"}
+    cell = nbformat.v4.new_code_cell("train(...)")
+    cell.metadata["papermill"] = {"start_time": "x", "end_time": "y", "duration": 1.4, "status": "completed"}
+    cell.metadata["execution"] = {"iopub.status.busy": "2026-12-07T22:56:27.171489Z"}
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="our method: hdm\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="  22:46:44 train dot-default-8ce3: start of 10\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="\rsynthetic test:  26%|██▌       | 78/300 [00:01<00:02]"),
+        nbformat.v4.new_output("stream", name="stderr",
+                               text="  22:47:19   epoch 3/10  PCK 0.2 (12 s)\nUserWarning: a real warning\n"),
+    ]
+    notebook.cells = [cell]
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(notebook, path)
+    _as_jupyter_writes_it(path)
+    again = nbformat.read(path, as_version=4)
+    assert again.metadata["papermill"] == {"input_path": "notebooks/fig1.ipynb",
+                                           "output_path": "results/notebooks/default/fig1.ipynb", "version": "2.7.0"}
+    assert again.cells[0].metadata == {"papermill": {"status": "completed"}}
+    assert [(o.name, o.text) for o in again.cells[0].outputs] == [("stdout", "our method: hdm\n"),
+                                                                  ("stderr", "UserWarning: a real warning\n")]
+    before = path.read_text()
+    _as_jupyter_writes_it(path)  # idempotent: a second pass changes no byte
+    assert path.read_text() == before
