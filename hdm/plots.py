@@ -240,7 +240,7 @@ def finding_placing_figure(table: pd.DataFrame, labels: dict[str, str] | None = 
         sns.barplot(data=shown, y="model", x=column, order=names, hue="model", palette=palette, errorbar=None,
                     alpha=0.45, ax=ax, legend=False)  # fmt: skip
         sns.stripplot(data=shown, y="model", x=column, order=names, hue="model", palette=palette, ax=ax, size=4,
-                      legend=False)  # fmt: skip
+                      jitter=False, legend=False)  # fmt: skip  (no random jitter: a rerun draws the same figure)
         ax.set(xlabel=label, ylabel="")
         if floors and column == "common_mean_err_hm":
             for row, method in enumerate(order):
