@@ -108,6 +108,8 @@ def _as_jupyter_writes_it(path: Path) -> None:
         if key in run:
             run[key] = os.path.relpath(run[key], REPO_ROOT) if Path(run[key]).is_absolute() else run[key]
     for cell in notebook.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill gives the cell it inserts a random id
         cell.metadata.pop("execution", None)
         for key in _TIMINGS:
             cell.metadata.get("papermill", {}).pop(key, None)
@@ -209,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.scale in tables.RESULT_SCALES:
         machine = paths.RESULTS / f"machine_{args.scale}.json"  # what produced these tables (named by --check)
-        machine.write_text(json.dumps({**machine_info(), "notebooks": names, "date": time.strftime("%Y-%m-%d")},
-                                      indent=2) + "\n")  # fmt: skip
+        # no date: a rerun on the same machine rewrites the same file (git log says when it was committed)
+        machine.write_text(json.dumps({**machine_info(), "notebooks": names}, indent=2) + "\n")
         written = verdicts.write_results()
         print(f"verdicts: {written[0]} and {len(written) - 1} README tables under {written[0].parent / 'readme'}; "
               f"against the committed results: python -m hdm.reproduce --check --scale {args.scale}")

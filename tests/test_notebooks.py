@@ -229,6 +229,7 @@ def test_an_executed_copy_keeps_what_a_rerun_reproduces_and_drops_times_paths_an
     notebook.metadata["papermill"] = {"start_time": "2026-12-07T22:56:26", "end_time": "2026-12-07T22:56:33",
                                       "duration": 6.8, "input_path": str(REPO_ROOT / "notebooks" / "fig1.ipynb"),
                                       "output_path": "results/notebooks/default/fig1.ipynb", "version": "2.7.0"}
+    injected = nbformat.v4.new_code_cell("scale = 'default'", metadata={"tags": ["injected-parameters"]})
     cell = nbformat.v4.new_code_cell("train(...)")
     cell.metadata["papermill"] = {"start_time": "x", "end_time": "y", "duration": 1.4, "status": "completed"}
     cell.metadata["execution"] = {"iopub.status.busy": "2026-12-07T22:56:27.171489Z"}
@@ -239,15 +240,16 @@ def test_an_executed_copy_keeps_what_a_rerun_reproduces_and_drops_times_paths_an
         nbformat.v4.new_output("stream", name="stderr",
                                text="  22:47:19   epoch 3/10  PCK 0.2 (12 s)\nUserWarning: a real warning\n"),
     ]
-    notebook.cells = [cell]
+    notebook.cells = [injected, cell]
     path = tmp_path / "executed.ipynb"
     nbformat.write(notebook, path)
     _as_jupyter_writes_it(path)
     again = nbformat.read(path, as_version=4)
     assert again.metadata["papermill"] == {"input_path": "notebooks/fig1.ipynb",
                                            "output_path": "results/notebooks/default/fig1.ipynb", "version": "2.7.0"}
-    assert again.cells[0].metadata == {"papermill": {"status": "completed"}}
-    assert [(o.name, o.text) for o in again.cells[0].outputs] == [("stdout", "our method: hdm\n"),
+    assert again.cells[0].id == "injected-parameters"  # papermill's random id, made stable
+    assert again.cells[1].metadata == {"papermill": {"status": "completed"}}
+    assert [(o.name, o.text) for o in again.cells[1].outputs] == [("stdout", "our method: hdm\n"),
                                                                   ("stderr", "UserWarning: a real warning\n")]
     before = path.read_text()
     _as_jupyter_writes_it(path)  # idempotent: a second pass changes no byte
