@@ -15,6 +15,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet pip==25.3
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m hdm.jit
 	touch $(STAMP)
 
 $(KERNEL_CONFIG): jupyter/ipython_kernel_config.py $(STAMP)

@@ -101,7 +101,7 @@ TRAINING_MODULES = ("__init__.py", "config.py", "methods.py", "loss.py", "ot.py"
                     "engine/*.py")  # fmt: skip
 #: Modules that only read runs, report or launch (or compute identities: ``codehash.py``): editing them never
 #: retrains anything by itself.
-REPORTING_MODULES = ("runs.py", "codehash.py", "machine.py", "paths.py", "analysis/*.py", "experiments.py", "plots.py",
+REPORTING_MODULES = ("runs.py", "codehash.py", "machine.py", "paths.py", "jit.py", "analysis/*.py", "experiments.py", "plots.py",
                      "theory.py", "paper.py", "oracle.py", "reproduce.py", "cli.py", "__main__.py")  # fmt: skip
 
 log = logging.getLogger(__name__)

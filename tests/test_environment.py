@@ -52,3 +52,10 @@ def test_installed_versions_match_the_pins():
         except PackageNotFoundError:  # pragma: no cover - a broken environment
             raise AssertionError(f"{name} is pinned but not installed: run `make venv`")
         assert installed.split("+")[0] == pinned, f"{name}: installed {installed}, pinned {pinned}"
+
+
+def test_the_jit_warm_up_runs_every_solver_path_make_venv_compiles():
+    # `make venv` runs `python -m hdm.jit`; a change of the solver's API that breaks it fails here, not in CI's venv
+    from hdm import jit
+
+    assert jit.compile_kernels() >= 0.0
