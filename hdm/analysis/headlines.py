@@ -123,6 +123,25 @@ def dynamics_reading(t: Tables, scale: str) -> str | None:
     return readings.dynamics_reading(per_epoch, summary, accuracy, scale) + "\n"
 
 
+def dynamics_shift(t: Tables, scale: str) -> str | None:
+    """The shift test at ``scale``: per model, the share of joints whose EMD falls when the map is lowered by 0.1 and
+    0.5 × its peak, and the mean relative change of the EMD there and at the all-≤ 0 state (lowered by its peak)."""
+    table = t.get(f"hdm_dynamics_shift_{scale}")
+    if table is None:
+        return None
+    rows = []
+    for variant, group in table.groupby("variant", sort=False):
+        at = group.set_index("shift")
+        cells = [f"{100 * at.loc[s, 'lowered_share']:.0f} %" if s in at.index else "" for s in (0.1, 0.5)]
+        cells += [num(100 * at.loc[s, "mean_relative_change"], 1, signed=True) + " %" if s in at.index else ""
+                  for s in (0.1, 0.5, 1.0)]  # fmt: skip
+        no_positive = f"{100 * at.loc[0.0, 'no_positive_share']:.0f} %" if 0.0 in at.index else ""
+        rows.append([f"`{variant}`", no_positive, *cells])
+    header = ["model (seed 0)", "maps with no pixel > 0", "EMD lowered, 0.1 × peak", "EMD lowered, 0.5 × peak",
+              "EMD change, 0.1", "EMD change, 0.5", "EMD change, all ≤ 0 (1 × peak)"]
+    return md_table(header, rows, "lrrrrrr")
+
+
 def table1_reading(t: Tables, scale: str) -> str | None:
     """Table 1's reading at ``scale`` (``readings.table1_reading``: the order of the methods, and the exact vs.
     entropic solver on the same maps), from its summary and solver tables."""
@@ -166,7 +185,8 @@ def oracle(t: Tables, scale: str | None = None) -> str | None:
 HEADLINES = {"table1_summary": (table1_summary, True), "table1_ablations": (table1_ablations, True),
              "table1_finding_placing": (table1_finding_placing, True),
              "fig2_consistency": (fig2_consistency, True),
-             "hdm_dynamics_reading": (dynamics_reading, True), "table1_reading": (table1_reading, True), "oracle": (oracle, False)}
+             "hdm_dynamics_reading": (dynamics_reading, True),
+             "hdm_dynamics_shift": (dynamics_shift, True), "table1_reading": (table1_reading, True), "oracle": (oracle, False)}
 
 
 def headline_tables(tables_dir, scales=None) -> dict[str, str]:
