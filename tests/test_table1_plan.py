@@ -469,3 +469,19 @@ def test_check_fails_when_the_placing_verdict_moves(tmp_path):
     flips = frame[(frame["kind"] == "verdict") & frame["fails"]]
     assert len(flips) == 1 and "places the joints it finds" in flips["row"].iloc[0]
     assert flips[["committed", "rerun"]].iloc[0].tolist() == ["yes", "cannot be judged"]
+
+
+def test_the_shift_headline_reads_each_models_rows_at_its_shifts(tmp_path):
+    from hdm.analysis import headlines
+
+    rows = [{"variant": v, "shift": s, "mean_emd": 1.0, "mean_relative_change": change, "lowered_share": lowered,
+             "no_positive_share": dead}
+            for v, dead, values in (("hdm", 0.25, {0.0: (0, 0), 0.1: (-0.01, 0.5), 0.5: (-0.02, 0.4), 1.0: (2.0, 0.0)}),
+                                    ("gaussian", 0.0, {0.0: (0, 0), 0.1: (-0.2, 0.98), 0.5: (-0.4, 0.9), 1.0: (1.2, 0.01)}))
+            for s, (change, lowered) in values.items()]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "hdm_dynamics_shift_long.csv", index=False)
+    lines = headlines.dynamics_shift(Tables(tmp_path), "long").splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| model (seed 0) |")
+    assert lines[2] == "| `hdm` | 25 % | 50 % | 40 % | −1.0 % | −2.0 % | +200.0 % |"
+    assert lines[3] == "| `gaussian` | 0 % | 98 % | 90 % | −20.0 % | −40.0 % | +120.0 % |"
+    assert headlines.dynamics_shift(Tables(tmp_path), "default") is None
