@@ -23,13 +23,21 @@ README_TABLES = "readme"
 BLOCK = re.compile(r"<!-- begin: (?P<path>\S+) -->\n(?P<body>.*?)<!-- end: (?P=path) -->", re.S)
 
 
-def _ours(t: Tables, scale: str) -> str:
-    """Our method's setting at ``scale``, as the notebooks resolve ``ours="auto"``."""
+def _ours(t: Tables, scale: str) -> str | None:
+    """Our method's setting at ``scale``, as the notebooks resolve ``ours="auto"`` from the dynamics sweep; None
+    when the Table 1 tables predate the sweep table (a summary without the ``label`` column issue 19 added, beside
+    a sweep rerun since): the sweep's pick then need not be the setting those tables trained."""
+    summary = t.get(f"table1_summary_{scale}")
+    if summary is not None and "label" not in summary and (t.folder / f"hdm_dynamics_shift_{scale}.csv").is_file():
+        return None
     return our_setting("auto", t.folder / f"hdm_dynamics_sweep_{scale}.csv")
 
 
 def _label(t: Tables, scale: str, method: str) -> str:
-    return paper.label(_ours(t, scale) if method == "hdm" else method)
+    if method != "hdm":
+        return paper.label(method)
+    ours = _ours(t, scale)
+    return paper.label(ours) if ours is not None else f"{paper.label('hdm')} (the earlier sweep's pick)"
 
 
 def table1_summary(t: Tables, scale: str) -> str | None:

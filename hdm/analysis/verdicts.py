@@ -21,7 +21,7 @@ from hdm.analysis import headlines
 from hdm.analysis.readings import CONCENTRATION, SHORT_LABELS, fig2_claim_holds, paper_qualitative_rows
 from hdm.analysis.stats import paired_difference, rank_order, strictly_ordered
 from hdm.analysis.tables import Tables, interval, link, num, pm
-from hdm.experiments import best_relu_variant, our_setting
+from hdm.experiments import best_relu_variant
 
 #: Relative residual of eq. 4 under which it holds numerically (as ``theorem1_reading``).
 TOL = 1e-9
@@ -113,8 +113,8 @@ def table1_order(t: Tables, scale: str) -> dict | None:
         rows = paired.set_index("metric")
         parts = [f"{m} {interval(rows.loc[m])}" for m in ("AP", "PCK") if m in rows.index]
         numbers += f"; ours − Gaussian, paired by seed (95 %): {', '.join(parts)}"
-    ours = our_setting("auto", t.folder / f"hdm_dynamics_sweep_{scale}.csv")
-    if ours != "hdm":
+    ours = headlines._ours(t, scale)
+    if ours not in (None, "hdm"):
         numbers += f"; ours = `{ours}`"
     return _row("Table 1: ours > Gaussian > dot", scale, "reproduces" if ok else "does not reproduce", detail,
                 numbers, [link(f"table1_{scale}"), link(f"table1_paired_difference_{scale}", "paired")])
@@ -155,9 +155,10 @@ def fig2_tracking(t: Tables, scale: str) -> dict | None:
         holds = None
     verdict = "cannot be judged" if holds is None else "reproduces" if holds else "does not reproduce"
     steps = f" of {epochs - 1}" if epochs else ""
-    ours = our_setting("auto", t.folder / f"hdm_dynamics_sweep_{scale}.csv")
+    ours = headlines._ours(t, scale)
+    ours = f"`{ours}`" if ours is not None else "the earlier sweep's pick"
     numbers = (f"Spearman ρ(validation loss, accuracy): MSE of the Gaussian model {pm(a.spearman_mean, a.spearman_std, 3)}"
-               f", our loss of our model (`{ours}`) {pm(b.spearman_mean, b.spearman_std, 3)}; inconsistent steps "
+               f", our loss of our model ({ours}) {pm(b.spearman_mean, b.spearman_std, 3)}; inconsistent steps "
                f"{pm(a.inconsistent_epochs_mean, a.inconsistent_epochs_std)} vs "
                f"{pm(b.inconsistent_epochs_mean, b.inconsistent_epochs_std)}{steps} ({int(b.n)} seeds)")
     others = summary[~summary["method"].isin(["gaussian", "hdm"]) & (summary["loss"] == "ours (EMD)")]
