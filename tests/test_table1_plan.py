@@ -485,3 +485,21 @@ def test_the_shift_headline_reads_each_models_rows_at_its_shifts(tmp_path):
     assert lines[2] == "| `hdm` | 25 % | 50 % | 40 % | −1.0 % | −2.0 % | +200.0 % |"
     assert lines[3] == "| `gaussian` | 0 % | 98 % | 90 % | −20.0 % | −40.0 % | +120.0 % |"
     assert headlines.dynamics_shift(Tables(tmp_path), "default") is None
+
+
+def test_tables_from_before_a_rerun_sweep_are_not_labelled_with_its_pick(tmp_path):
+    # a Table 1 summary in the format before issue 19 (no label column) beside a dynamics sweep rerun since: the
+    # sweep's pick need not be the setting that Table 1 trained, so it is not named
+    from hdm.analysis import headlines
+
+    pd.DataFrame({"variant": ["hdm", "hdm+lr:3e-4"], "supplier": ["relu", "relu"],
+                  "PCK_mean": [0.2, 0.6]}).to_csv(tmp_path / "hdm_dynamics_sweep_long.csv", index=False)
+    pd.DataFrame({"method": ["hdm"], "AP_mean": [0.02], "AP_std": [0.01], "n": [3]}).to_csv(
+        tmp_path / "table1_summary_long.csv", index=False)
+    assert headlines._ours(Tables(tmp_path), "long") == "hdm+lr:3e-4"  # no shift table: the same rerun
+    pd.DataFrame({"variant": ["hdm"], "shift": [0.0]}).to_csv(tmp_path / "hdm_dynamics_shift_long.csv", index=False)
+    assert headlines._ours(Tables(tmp_path), "long") is None
+    assert headlines._label(Tables(tmp_path), "long", "hdm") == "Our method (the earlier sweep's pick)"
+    pd.DataFrame({"method": ["hdm"], "label": ["Our method (lr 3e-4)"], "AP_mean": [0.02], "AP_std": [0.01],
+                  "n": [3]}).to_csv(tmp_path / "table1_summary_long.csv", index=False)
+    assert headlines._ours(Tables(tmp_path), "long") == "hdm+lr:3e-4"
