@@ -121,6 +121,11 @@ def variant_value(spec: str, name: str, default: str) -> str:
     return default
 
 
+def sweep_accuracy(summary: pd.DataFrame) -> str:
+    """The accuracy a sweep summary (:func:`hdm.analysis.sweep_summary`) ranks by: its first ``<name>_mean`` column."""
+    return next(c[: -len("_mean")] for c in summary.columns if c.endswith("_mean"))
+
+
 def best_relu_variant(summary: pd.DataFrame, accuracy: str, key: str = "variant", exact_only: bool = True) -> str:
     """The relu-supplier variant of :func:`sweep_summary` with the highest mean ``accuracy`` (the paper's
     suppliers: the only candidates for "our method"); with ``exact_only``, short entropic/epoch-limited runs
@@ -153,7 +158,7 @@ def our_setting(ours: str, sweep_table) -> str:
     if not path.is_file():
         return "hdm"
     summary = pd.read_csv(path)
-    accuracy = next(c[: -len("_mean")] for c in summary.columns if c.endswith("_mean"))
+    accuracy = sweep_accuracy(summary)
     return best_relu_variant(summary, accuracy)
 
 
@@ -194,7 +199,7 @@ def table1_extra_models(scale: str, extra="auto", sweep_table=None) -> list[str]
     path = Path(sweep_table) if sweep_table is not None else None
     if path is not None and path.is_file():
         summary = pd.read_csv(path)
-        accuracy = next(c[: -len("_mean")] for c in summary.columns if c.endswith("_mean"))
+        accuracy = sweep_accuracy(summary)
         repair = best_repair(summary, accuracy)
         if repair is not None:
             models.append(repair)

@@ -30,7 +30,7 @@ from hdm.analysis.stats import (DYNAMICS_COLUMNS, check_columns, consistency_tab
                                 tracking_accuracy, window_gains, evaluation_rows, resolution_table)
 from hdm.experiments import (REPAIRS, STRICT_SCREEN, best_relu_variant, best_repair, distinct_from_ours,
                              dynamics_reference, dynamics_screen_epochs, dynamics_suppliers, dynamics_sweep,
-                             longer_baseline, mechanism_screens, our_setting, repair_label, screened, variant_value,
+                             longer_baseline, mechanism_screens, our_setting, repair_label, screened, sweep_accuracy, variant_value,
                              DECODER_CANDIDATES, LONGER, PAPER_RESOLUTION, choose_decoders, decoder_candidates,
                              longer_models, model_label, report_split, resolution_screen, table1_extra_models,
                              table1_pairs)
@@ -46,7 +46,7 @@ __all__ = [
     "loss_accuracy_consistency", "mean_std_strings", "paired_difference", "rank_order", "stack_metrics",
     "strictly_ordered", "summarise_over_seeds", "sweep_summary", "tracking_accuracy", "window_gains",
     "best_relu_variant", "distinct_from_ours", "dynamics_screen_epochs", "dynamics_suppliers", "dynamics_sweep",
-    "longer_baseline", "our_setting", "screened", "variant_value", "REPAIRS", "STRICT_SCREEN", "best_repair",
+    "longer_baseline", "our_setting", "screened", "sweep_accuracy", "variant_value", "REPAIRS", "STRICT_SCREEN", "best_repair",
     "mechanism_screens", "repair_label", "dynamics_reference",
     "evaluation_rows", "resolution_table", "table1_pairs", "DECODER_CANDIDATES", "LONGER", "PAPER_RESOLUTION", "choose_decoders", "decoder_candidates",
     "longer_models", "model_label", "report_split", "resolution_screen", "table1_extra_models",

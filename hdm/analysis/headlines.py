@@ -15,7 +15,7 @@ from hdm import paper
 from hdm.analysis import readings
 from hdm.analysis.readings import SHORT_LABELS
 from hdm.analysis.tables import Tables, md_table, num, pm
-from hdm.experiments import our_setting
+from hdm.experiments import our_setting, sweep_accuracy
 
 #: Where the generated README tables go, under the results folder.
 README_TABLES = "readme"
@@ -40,6 +40,16 @@ def _label(t: Tables, scale: str, method: str) -> str:
     return paper.label(ours) if ours is not None else f"{paper.label('hdm')} (the earlier sweep's pick)"
 
 
+def _method_label(t: Tables, scale: str, method: str) -> str:
+    """A Table 1 method's name: the summary's ``label`` for the models beside the paper's three (softplus, a repair),
+    :func:`_label` for those three (and for every method of tables without labels)."""
+    summary = t.get(f"table1_summary_{scale}")
+    if method in ("gaussian", "dot", "hdm") or summary is None or "label" not in summary:
+        return _label(t, scale, method)
+    labels = dict(zip(summary["method"], summary["label"]))
+    return labels.get(method, _label(t, scale, method))
+
+
 def table1_summary(t: Tables, scale: str) -> str | None:
     """Table 1 at ``scale``: mean ± std over seeds of AP, AP50, AP75 (%), PCK@0.1 (%), the error (heatmap px) and,
     where measured, the joints missed and those nearer their left/right twin; the paper's row below."""
@@ -56,8 +66,7 @@ def table1_summary(t: Tables, scale: str) -> str | None:
     rows = []
     for r in summary.to_dict("records"):
         mse = " + MSE" if r["method"] in ("gaussian", "dot") else ""
-        name = r["label"] if "label" in r and r["method"] not in ("gaussian", "dot", "hdm") else _label(t, scale, r["method"])
-        row = [name + mse, *([r["decoder"]] if chosen else []), int(r["n"])]
+        row = [_method_label(t, scale, r["method"]) + mse, *([r["decoder"]] if chosen else []), int(r["n"])]
         row += [pm(100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]) for m in ("AP", "AP50", "AP75", "PCK")]
         row.append(pm(r["err_hm_mean"], r["err_hm_std"], 2))
         if misses is not None:
@@ -90,13 +99,10 @@ def table1_finding_placing(t: Tables, scale: str) -> str | None:
     table = t.get(f"table1_finding_placing_{scale}")
     if table is None:
         return None
-    summary = t.get(f"table1_summary_{scale}")
-    labels = dict(zip(summary["method"], summary["label"])) if summary is not None and "label" in summary else {}
     rows = []
     for method, group in table.groupby("method", sort=False):
         mse = " + MSE" if method in ("gaussian", "dot") else ""
-        name = labels.get(method) if method not in ("gaussian", "dot", "hdm") else None
-        rows.append([(name or _label(t, scale, method)) + mse, group["decoder"].iloc[0], len(group),
+        rows.append([_method_label(t, scale, method) + mse, group["decoder"].iloc[0], len(group),
                      f"{pm(100 * group['found_share'].mean(), 100 * group['found_share'].std())} %",
                      pm(group["common_mean_err_hm"].mean(), group["common_mean_err_hm"].std(), 2),
                      pm(group["common_median_err_hm"].mean(), group["common_median_err_hm"].std(), 2),
@@ -127,7 +133,7 @@ def dynamics_reading(t: Tables, scale: str) -> str | None:
     per_epoch, summary = t.get(f"hdm_dynamics_epochs_{scale}"), t.get(f"hdm_dynamics_sweep_{scale}")
     if per_epoch is None or summary is None:
         return None
-    accuracy = next(c[: -len("_mean")] for c in summary.columns if c.endswith("_mean"))
+    accuracy = sweep_accuracy(summary)
     return readings.dynamics_reading(per_epoch, summary, accuracy, scale) + "\n"
 
 
@@ -160,8 +166,8 @@ def table1_reading(t: Tables, scale: str) -> str | None:
                                    solver=t.get(f"table1_solver_agreement_{scale}"))
     if "split" in summary:
         text += (f" Reported on the {summary['split'].iloc[0]} split, each model's decoder chosen on validation ("
-                 + ", ".join(f"{_label(t, scale, m) if m in ('gaussian', 'dot', 'hdm') else l}: {d}"
-                             for m, l, d in zip(summary["method"], summary["label"], summary["decoder"])) + ").")
+                 + ", ".join(f"{_method_label(t, scale, m)}: {d}" for m, d in zip(summary["method"], summary["decoder"]))
+                 + ").")
     return text + "\n"
 
 

@@ -21,7 +21,7 @@ from hdm.analysis import headlines
 from hdm.analysis.readings import CONCENTRATION, SHORT_LABELS, fig2_claim_holds, paper_qualitative_rows
 from hdm.analysis.stats import paired_difference, rank_order, strictly_ordered
 from hdm.analysis.tables import Tables, interval, link, num, pm
-from hdm.experiments import best_relu_variant
+from hdm.experiments import best_relu_variant, sweep_accuracy
 
 #: Relative residual of eq. 4 under which it holds numerically (as ``theorem1_reading``).
 TOL = 1e-9
@@ -222,7 +222,7 @@ def relu_trains(t: Tables, scale: str) -> dict | None:
     sweep, epochs = t.get(f"hdm_dynamics_sweep_{scale}"), t.get(f"hdm_dynamics_epochs_{scale}")
     if sweep is None:
         return None
-    accuracy = next(c[: -len("_mean")] for c in sweep.columns if c.endswith("_mean"))
+    accuracy = sweep_accuracy(sweep)
     rows = sweep.set_index("variant")
     soft = "hdm+supplier:softplus"
     if "hdm" not in rows.index or soft not in rows.index:
