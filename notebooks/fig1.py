@@ -24,7 +24,8 @@
 # %% tags=["parameters"]
 scale = "default"   # smoke | default | long | paper
 seed = 0            # training seed of both models
-ours_model = "hdm"   # a method or a variant, e.g. "hdm+supplier:softplus"
+ours_model = "auto"  # a method or a variant, e.g. "hdm+supplier:softplus", or "auto": Table 1's our method
+                    # (the best relu setting of hdm_dynamics, analysis.our_setting)
 picks = None        # list of [dataset index, joint index]; None: random visible joints
 n_picks = 4
 pick_seed = 0
@@ -33,7 +34,9 @@ pick_seed = 0
 # The parameters, checked before anything is computed (a bad one stops here with a clear message).
 from hdm.config import check_parameters
 
-check_parameters(scale=scale, seed=seed, ours_model=ours_model, n_picks=n_picks)
+check_parameters(scale=scale, seed=seed, n_picks=n_picks)
+if ours_model != "auto":
+    check_parameters(ours_model=ours_model)
 
 # %%
 # %matplotlib inline
@@ -43,8 +46,10 @@ from IPython.display import Markdown, display
 from hdm import analysis, plots
 from hdm.config import variant_preset
 from hdm.engine import predict_samples, train
+from hdm.paths import TABLES
 
 # %%
+ours_model = analysis.our_setting(ours_model, TABLES / f"hdm_dynamics_sweep_{scale}.csv")
 baseline, ours = (train(variant_preset(scale, m, seed=seed)) for m in ("gaussian", ours_model))
 picks = picks or analysis.pick_joints(ours.predictions(), n_picks, pick_seed)
 indices, panels = analysis.split_picks(picks)
