@@ -10,7 +10,8 @@ import pytest
 from hdm import paper, plots
 from hdm.analysis import headlines, verdicts
 from hdm.analysis.check import SPECS, compare_table, compare_tables
-from hdm.analysis.stats import evaluation_rows, paired_difference, resolution_table, summarise_over_seeds
+from hdm.analysis.stats import (evaluation_rows, paired_difference, resolution_table, summarise_over_seeds,
+                                window_gains)
 from hdm.analysis.tables import Tables
 from hdm.config import variant_preset
 from hdm.decode import DECODERS
@@ -503,3 +504,66 @@ def test_tables_from_before_a_rerun_sweep_are_not_labelled_with_its_pick(tmp_pat
     pd.DataFrame({"method": ["hdm"], "label": ["Our method (lr 3e-4)"], "AP_mean": [0.02], "AP_std": [0.01],
                   "n": [3]}).to_csv(tmp_path / "table1_summary_long.csv", index=False)
     assert headlines._ours(Tables(tmp_path), "long") == "hdm+lr:3e-4"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# hdm.analysis.headlines: the README blocks of the long section (paired comparisons, heatmap size, longer schedule)
+
+
+def _cells(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.strip().split("\n")[2:]
+            if line.startswith("|")]  # fmt: skip
+
+
+def test_paired_headline_one_row_per_comparison_in_points_and_px(tmp_path):
+    t = _write(tmp_path, ap={**AP, REPAIR: [0.40, 0.42, 0.41]})
+    rows = _cells(headlines.table1_paired(t, SCALE))
+    assert len(rows) == len(table1_pairs(list(AP) + [REPAIR]))  # 5 methods: 10 pairs
+    by_name = {r[0]: r for r in rows}
+    assert set(by_name) >= {"dot − Gaussian", "ours − Gaussian", "ours (supplier softplus) − ours",
+                            "ours, repaired: head bias 0.1 at the start − ours (supplier softplus)"}
+    # ours − Gaussian: AP −0.30, −0.29, −0.30 (points −29.7 on average); err_hm = 2 − AP: +0.297 px
+    row = by_name["ours − Gaussian"]
+    assert row[1] == "3" and row[2].startswith("−29.7 [") and row[5].startswith("+0.30 [")
+    low, high = (float(x.replace("−", "-")) for x in row[2].split("[")[1].rstrip("]").split(", "))
+    assert low < -29.7 < high
+    assert "table1_paired" in headlines.HEADLINES and headlines.table1_paired(Tables(tmp_path / "no"), SCALE) is None
+
+
+def _resolution(pck: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    rows = []
+    for model, values in pck.items():
+        for size, hw, value in zip(("base", "paper"), (("128x96", "32x24"), ("256x192", "64x48")), values):
+            rows.append({"model": model, "size": size, "input": hw[0], "heatmap": hw[1], "epochs": 5, "AP": value / 2,
+                         "PCK": value, "err_hm": 1.0, "err_px": 10 * (1 - value)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_resolution_headline_orders_the_models_at_each_size(tmp_path):
+    same = {LABELS["gaussian"]: (0.8, 0.7), LABELS["hdm"]: (0.3, 0.2), LABELS["hdm+supplier:softplus"]: (0.6, 0.5)}
+    plots.save_table(_resolution(same), f"table1_resolution_64x48_{SCALE}", tmp_path)
+    text = headlines.table1_resolution(Tables(tmp_path), SCALE)
+    rows = _cells(text)
+    assert [r[0] for r in rows] == list(same) and rows[0][1:] == ["5", "80.0", "70.0", "40.0", "35.0", "2.0", "3.0"]
+    assert "32×24 heatmaps: Gaussian > ours (supplier softplus) > ours" in text
+    assert "(the same order at both sizes)" in text
+    swapped = {**same, LABELS["hdm"]: (0.3, 0.9)}
+    plots.save_table(_resolution(swapped), f"table1_resolution_64x48_{SCALE}", tmp_path)
+    text = headlines.table1_resolution(Tables(tmp_path), SCALE)
+    assert "64×48 heatmaps: ours > Gaussian > ours (supplier softplus)" in text
+    assert "(the order changes with the heatmap size)" in text
+    assert headlines.table1_resolution(Tables(tmp_path / "no"), SCALE) is None
+
+
+def test_longer_headline_reads_ap_at_each_checkpoint(tmp_path):
+    epochs = pd.DataFrame({"epoch": range(1, 41), "lr": 1e-3, "AP": [e / 100 for e in range(1, 41)]})
+    gains = pd.concat([window_gains(epochs, "AP", 5).assign(model=name) for name in ("Gaussian (40)", "ours (40)")],
+                      ignore_index=True)  # fmt: skip
+    gains = gains[["model", *gains.columns[:-1]]]
+    plots.save_table(gains, f"table1_longer_baseline_{SCALE}", tmp_path)
+    rows = _cells(headlines.table1_longer(Tables(tmp_path), SCALE))
+    assert [r[0] for r in rows] == ["Gaussian (40)", "ours (40)"]
+    assert rows[0][1:] == ["1.0", "5.0", "10.0", "15.0", "20.0", "25.0", "30.0", "35.0", "40.0"]  # epochs 1, 5, …, 40
+    # a table from before the model column (the Gaussian run alone): no block, rather than an unlabelled row
+    plots.save_table(gains.drop(columns="model"), f"table1_longer_baseline_{SCALE}", tmp_path / "old")
+    assert headlines.table1_longer(Tables(tmp_path / "old"), SCALE) is None

@@ -14,7 +14,7 @@ import numpy as np
 from hdm import paper
 from hdm.analysis import readings
 from hdm.analysis.readings import SHORT_LABELS
-from hdm.analysis.tables import Tables, md_table, num, pm
+from hdm.analysis.tables import Tables, interval, md_table, num, pm
 from hdm.experiments import our_setting, sweep_accuracy
 
 #: Where the generated README tables go, under the results folder.
@@ -113,6 +113,94 @@ def table1_finding_placing(t: Tables, scale: str) -> str | None:
     return md_table(header, rows, "llrrrrr")
 
 
+def _shorten(label: str) -> str:
+    """A model label for a comparison or an order: "Gaussian", "dot", "ours (supplier softplus)" for "Our method
+    (supplier softplus)", "ours, repaired: head bias 0.1 at the start" for a repair's label without its parenthesis."""
+    if label.startswith("ours, repaired:"):
+        return label.split(" (")[0]
+    for method in ("gaussian", "dot"):
+        if label == paper.METHOD_LABELS[method]:
+            return SHORT_LABELS[method]
+    return "ours" + label[len("Our method"):] if label.startswith("Our method") else label
+
+
+def _short_label(t: Tables, scale: str, method: str) -> str:
+    """A Table 1 method's short name in a comparison: Gaussian, dot, ours (with the earlier-pick caveat of
+    :func:`_label` where it applies), else the summary's label, shortened."""
+    if method in ("gaussian", "dot") or (method == "hdm" and _ours(t, scale) is not None):
+        return SHORT_LABELS[method]
+    return _shorten(_method_label(t, scale, method))
+
+
+def table1_paired(t: Tables, scale: str) -> str | None:
+    """Every paired comparison of Table 1 at ``scale`` (``table1_paired_all``): the mean difference of AP, AP75,
+    PCK@0.1 (points) and the error (heatmap px) over seeds, with its 95 % Student-t interval."""
+    paired = t.get(f"table1_paired_all_{scale}")
+    if paired is None:
+        return None
+    rows = []
+    for comparison, group in paired.groupby("comparison", sort=False):
+        a, b = comparison.split(" − ")
+        at = group.set_index("metric")
+        cells = [interval(at.loc[m]) for m in ("AP", "AP75", "PCK")] + [interval(at.loc["err_hm"], 1.0, 2)]
+        rows.append([f"{_short_label(t, scale, a)} − {_short_label(t, scale, b)}", int(at["n"].iloc[0]), *cells])
+    header = ["comparison (paired by seed)", "seeds", "AP", "AP75", "PCK@0.1", "error (heatmap px)"]
+    return md_table(header, rows, "lrrrrr")
+
+
+def _order(values: dict[str, float]) -> str:
+    """"a > b = c": the keys by decreasing value, equal where they print equal (one decimal)."""
+    ranked = sorted(values, key=values.get, reverse=True)
+    text = ranked[0]
+    for previous, key in zip(ranked, ranked[1:]):
+        text += (" = " if num(values[previous]) == num(values[key]) else " > ") + key
+    return text
+
+
+def table1_resolution(t: Tables, scale: str) -> str | None:
+    """The heatmap-size screen at ``scale`` (``table1_resolution_64x48``): per model, PCK@0.1 and AP (%) and the
+    mean error in original-image px (comparable across sizes) at this scale's size and at the paper's, then the
+    order of the models by PCK@0.1 at each size."""
+    table = t.get(f"table1_resolution_64x48_{scale}")
+    if table is None:
+        return None
+    sizes = {size: table[table["size"] == size].iloc[0] for size in table["size"].unique()}
+    names = {size: f"{r['heatmap'].replace('x', '×')}" for size, r in sizes.items()}
+    header, rows, orders = ["model", "epochs"], [], {}
+    for column, title in (("PCK", "PCK@0.1"), ("AP", "AP"), ("err_px", "error (image px)")):
+        header += [f"{title}, {names[size]}" for size in sizes]
+    for model, group in table.groupby("model", sort=False):
+        at = group.set_index("size")
+        row = [model, int(group["epochs"].iloc[0])]
+        for column, scale_by, digits in (("PCK", 100, 1), ("AP", 100, 1), ("err_px", 1, 1)):
+            row += [num(scale_by * at.loc[size, column], digits) if size in at.index else "" for size in sizes]
+        rows.append(row)
+        for size in sizes:
+            if size in at.index:
+                orders.setdefault(size, {})[model] = 100 * float(at.loc[size, "PCK"])
+    text = md_table(header, rows, "lr" + "r" * (len(header) - 2))
+    ranked = {size: _order({_shorten(model): pck for model, pck in values.items()}) for size, values in orders.items()}
+    same = len(set(ranked.values())) == 1
+    text += ("\nOrder by PCK@0.1: " + "; ".join(f"{names[size]} heatmaps: {order}" for size, order in ranked.items())
+             + (" (the same order at both sizes).\n" if same else " (the order changes with the heatmap size).\n"))
+    return text
+
+
+def table1_longer(t: Tables, scale: str) -> str | None:
+    """The longer schedule at ``scale`` (``table1_longer_baseline``, seed 0): each model's validation AP (%) at the
+    first epoch and every 5 epochs to the last; None for a table from before it had a ``model`` column."""
+    table = t.get(f"table1_longer_baseline_{scale}")
+    if table is None or "model" not in table:
+        return None
+    epochs = sorted({int(e) for e in table["from_epoch"]} | {int(e) for e in table["to_epoch"]})
+    rows = []
+    for model, group in table.groupby("model", sort=False):
+        ap = dict(zip(group["from_epoch"].astype(int), group["start"])) | dict(zip(group["to_epoch"].astype(int),
+                                                                                 group["end"]))
+        rows.append([model, *[num(100 * ap[e]) if e in ap else "" for e in epochs]])
+    return md_table(["model (seed 0)", *[f"AP, epoch {e}" for e in epochs]], rows, "l" + "r" * len(epochs))
+
+
 def fig2_consistency(t: Tables, scale: str) -> str | None:
     """Fig. 2's consistency at ``scale``: per model and validation loss, Spearman ρ(loss, accuracy) and the
     inconsistent steps (the loss fell, the accuracy did not rise), mean ± std over seeds."""
@@ -197,7 +285,8 @@ def oracle(t: Tables, scale: str | None = None) -> str | None:
 
 #: Generated README tables: file stem -> (builder, per scale?).
 HEADLINES = {"table1_summary": (table1_summary, True), "table1_ablations": (table1_ablations, True),
-             "table1_finding_placing": (table1_finding_placing, True),
+             "table1_finding_placing": (table1_finding_placing, True), "table1_paired": (table1_paired, True),
+             "table1_resolution": (table1_resolution, True), "table1_longer": (table1_longer, True),
              "fig2_consistency": (fig2_consistency, True),
              "hdm_dynamics_reading": (dynamics_reading, True),
              "hdm_dynamics_shift": (dynamics_shift, True), "table1_reading": (table1_reading, True), "oracle": (oracle, False)}
