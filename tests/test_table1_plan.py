@@ -567,3 +567,50 @@ def test_longer_headline_reads_ap_at_each_checkpoint(tmp_path):
     # a table from before the model column (the Gaussian run alone): no block, rather than an unlabelled row
     plots.save_table(gains.drop(columns="model"), f"table1_longer_baseline_{SCALE}", tmp_path / "old")
     assert headlines.table1_longer(Tables(tmp_path / "old"), SCALE) is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# hdm.analysis.verdicts.in_short: the README's opening summary
+
+
+def _dynamics(folder, pck: dict[str, float], no_positive: dict[str, float], lowered: dict[str, float]):
+    """The dynamics notebook's sweep and shift tables at the long scale (one seed per variant)."""
+    supplier = {"gaussian": "-", "hdm+supplier:softplus": "softplus"}
+    pd.DataFrame([{"variant": v, "PCK_mean": p, "PCK_std": float("nan"), "n": 1, "supplier": supplier.get(v, "relu")}
+                  for v, p in pck.items()]).to_csv(
+        folder / f"hdm_dynamics_sweep_{SCALE}.csv", index=False)
+    rows = [{"variant": v, "shift": s, "mean_emd": 1.0, "mean_relative_change": -0.01 * s,
+             "lowered_share": lowered.get(v, 0.0) if s else 0.0, "no_positive_share": no_positive.get(v, 0.0)}
+            for v in pck for s in (0.0, 0.1)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / f"hdm_dynamics_shift_{SCALE}.csv", index=False)
+
+
+def test_in_short_speaks_for_the_largest_scale_in_numbers_from_the_tables(tmp_path):
+    assert verdicts.in_short(tmp_path) is None  # no Table 1 anywhere: nothing to summarise
+    worse = [1.40, 1.60, 1.30]
+    t = _write(tmp_path, _finding({"gaussian": GAUSS, "dot": [1.2, 1.3, 1.1], "hdm": worse}),
+               {**AP, REPAIR: [0.40, 0.42, 0.41]})  # fmt: skip
+    _write(tmp_path, ap={"gaussian": [0.1, 0.1, 0.1], "dot": [0.0, 0.0, 0.0], "hdm": [0.0, 0.0, 0.0]}, scale="default")
+    _dynamics(tmp_path, {"hdm": 0.238, "hdm+lr:3e-4": 0.599, STRICT_SCREEN: 0.137, REPAIR: 0.40,
+                         "hdm+supplier:softplus": 0.754, "gaussian": 0.843},
+              no_positive={"hdm": 0.35, STRICT_SCREEN: 1.0}, lowered={"hdm+lr:3e-4": 0.62, "gaussian": 0.99})
+    assert verdicts.headline_scale(Tables(tmp_path)) == SCALE  # long over default
+    text = verdicts.in_short(tmp_path)
+    assert text.startswith("**In short**") and text.endswith("\n") and "\n" not in text[:-1]
+    # Table 1: every model's AP, mean ± std over seeds, in the summary's order, and the ranking's verdict
+    assert "At the long scale (3 seeds on the test split), AP: Gaussian 61.0 ± 1.0, dot 50.3 ± 1.5" in text
+    assert "ours (`hdm+lr:3e-4`) 31.3 ± 1.5" in text and "ours, repaired: head bias 0.1 at the start 41.0 ± 1.0" in text
+    assert "**does not reproduce** (here, by AP: Gaussian > dot > ours)" in text
+    # finding vs placing: shares found and the paired placing difference with its interval
+    assert "Gaussian 51 %, dot 61 %, ours 71 %" in text  # found_share 0.5 + 0.01 seed + 0.1 × the method's index
+    assert "ours +0.42 [" in text and "**placed less precisely**" in text
+    # the mechanism: the shift test, the strict mode and the screens' accuracies
+    assert "it falls for 62 % of the joints of relu-trained maps, `hdm+lr:3e-4`, and for 99 % on Gaussian" in text
+    assert "PCK ends at 13.7 with 100 % of validation maps all ≤ 0 (guarded relu: 23.8, 35 %)" in text
+    assert "the best repair, head bias 0.1 at the start, 40.0, softplus suppliers 75.4, Gaussian targets 84.3" in text
+    # the repair's verdict (repair − ours > 0 on every seed)
+    assert "trains better than ours: **yes**" in text
+    # write_results puts it beside the headline tables
+    written = verdicts.write_results(tmp_path, tmp_path / "out")
+    assert (tmp_path / "out" / "readme" / "in_short.md").read_text() == text
+    assert tmp_path / "out" / "readme" / "in_short.md" in written
