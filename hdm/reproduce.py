@@ -166,6 +166,23 @@ def parse_params(pairs: list[str]) -> dict:
     return parameters
 
 
+def record_machine(path: Path, names: list[str]) -> dict:
+    """Write what produced a scale's tables (named by ``--check``) to ``path``: ``machine_info()`` and the notebooks
+    run. A call with only some notebooks on the same machine and settings adds them to those already recorded (in
+    ``NOTEBOOKS`` order); on another machine or with other settings the record starts anew. No date: a rerun on the
+    same machine rewrites the same file (git log says when it was committed). Returns the record."""
+    record = {**machine_info(), "notebooks": list(names)}
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        before = {}
+    if isinstance(before, dict) and {k: v for k, v in before.items() if k != "notebooks"} == machine_info():
+        ran = set(before.get("notebooks", [])) | set(names)
+        record["notebooks"] = [name for name in NOTEBOOKS if name in ran]
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hdm reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -210,9 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     from hdm.analysis import tables, verdicts
 
     if args.scale in tables.RESULT_SCALES:
-        machine = paths.RESULTS / f"machine_{args.scale}.json"  # what produced these tables (named by --check)
-        # no date: a rerun on the same machine rewrites the same file (git log says when it was committed)
-        machine.write_text(json.dumps({**machine_info(), "notebooks": names}, indent=2) + "\n")
+        record_machine(paths.RESULTS / f"machine_{args.scale}.json", names)
         written = verdicts.write_results()
         print(f"verdicts: {written[0]} and {len(written) - 1} README tables under {written[0].parent / 'readme'}; "
               f"against the committed results: python -m hdm.reproduce --check --scale {args.scale}")

@@ -205,3 +205,19 @@ def test_the_report_names_both_machines(tmp_path):
     text = check.report(frame, "default", "a folder", {"committed": None, "rerun": machine_info()})
     assert "| committed | not recorded |" in text
     assert machine_info()["torch_cpu_capability"] in text and machine_info()["cpu"] in text
+
+
+def test_the_machine_record_adds_notebooks_run_on_the_same_machine_and_restarts_on_another(tmp_path):
+    from hdm.machine import machine_info
+    from hdm.reproduce import record_machine
+
+    path = tmp_path / "machine_long.json"
+    assert record_machine(path, ["fig3", "fig1"])["notebooks"] == ["fig3", "fig1"]  # no record yet: as run
+    record = record_machine(path, ["theorem1", "fig1"])
+    assert record["notebooks"] == ["theorem1", "fig1", "fig3"]  # same machine: the union, in NOTEBOOKS order
+    assert json.loads(path.read_text()) == record and record["cpu"] == machine_info()["cpu"]
+    other = {**record, "torch_threads": record["torch_threads"] + 1}  # another setting: the earlier record is moot
+    path.write_text(json.dumps(other))
+    assert record_machine(path, ["table1"])["notebooks"] == ["table1"]
+    path.write_text("{ damaged")
+    assert record_machine(path, ["fig2"])["notebooks"] == ["fig2"]
