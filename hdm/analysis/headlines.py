@@ -14,6 +14,7 @@ import numpy as np
 from hdm import paper
 from hdm.analysis import readings
 from hdm.analysis.readings import SHORT_LABELS
+from hdm.analysis.stats import rank_order
 from hdm.analysis.tables import Tables, interval, md_table, num, pm
 from hdm.experiments import our_setting, sweep_accuracy
 
@@ -148,15 +149,6 @@ def table1_paired(t: Tables, scale: str) -> str | None:
     return md_table(header, rows, "lrrrrr")
 
 
-def _order(values: dict[str, float]) -> str:
-    """"a > b = c": the keys by decreasing value, equal where they print equal (one decimal)."""
-    ranked = sorted(values, key=values.get, reverse=True)
-    text = ranked[0]
-    for previous, key in zip(ranked, ranked[1:]):
-        text += (" = " if num(values[previous]) == num(values[key]) else " > ") + key
-    return text
-
-
 def table1_resolution(t: Tables, scale: str) -> str | None:
     """The heatmap-size screen at ``scale`` (``table1_resolution_64x48``): per model, PCK@0.1 and AP (%) and the
     mean error in original-image px (comparable across sizes) at this scale's size and at the paper's, then the
@@ -179,7 +171,8 @@ def table1_resolution(t: Tables, scale: str) -> str | None:
             if size in at.index:
                 orders.setdefault(size, {})[model] = 100 * float(at.loc[size, "PCK"])
     text = md_table(header, rows, "lr" + "r" * (len(header) - 2))
-    ranked = {size: _order({_shorten(model): pck for model, pck in values.items()}) for size, values in orders.items()}
+    ranked = {size: rank_order({_shorten(model): pck for model, pck in values.items()}, digits=1)
+              for size, values in orders.items()}
     same = len(set(ranked.values())) == 1
     text += ("\nOrder by PCK@0.1: " + "; ".join(f"{names[size]} heatmaps: {order}" for size, order in ranked.items())
              + (" (the same order at both sizes).\n" if same else " (the order changes with the heatmap size).\n"))
