@@ -188,6 +188,17 @@ plots.save_table(miss_summary, f"table1_misses_{scale}", floatfmt=".4f")
 display(miss_summary)
 
 # %% [markdown]
+# Did each model's optimisation settle? Per run, from its per-epoch record: how far the training loss ends above
+# its minimum, how far the validation accuracy ends below its best epoch, and how erratic the head's gradient is
+# from epoch to epoch (the largest epoch-mean gradient norm over the median one; 1 = steady).
+
+# %%
+accuracy = analysis.tracking_accuracy(runs[(methods[0], seeds[0])].accuracy_column)
+stability = analysis.training_stability(per_epoch, accuracy)
+plots.save_table(stability, f"table1_stability_{scale}", floatfmt=".4g")
+display(stability)
+
+# %% [markdown]
 # Where the learning curves flatten (the long scale only, by default): the Gaussian run on a longer schedule beside
 # Table 1's, with our method and the best other distribution-matching model (by validation AP) on the same longer
 # schedule, and each one's AP gain from one 5-epoch checkpoint to the next.

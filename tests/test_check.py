@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hdm.analysis import check, summarise_over_seeds, verdicts
+from hdm.analysis import check, claims, summarise_over_seeds
 
 # Per-seed (AP, PCK) of Table 1's methods: the committed default-scale numbers (fractions).
 COMMITTED = {"gaussian": [(0.0158, 0.538), (0.0183, 0.539), (0.0146, 0.527)],
@@ -143,11 +143,11 @@ def test_theorem1_tables_committed_without_a_scale_are_still_compared(tmp_path):
 
 def test_the_table1_verdict_follows_the_rounded_order(tmp_path):
     folder = _write(tmp_path / "t", {**COMMITTED, "hdm": [(0.030, 0.9)] * 3})
-    rows = verdicts.verdict_rows("default", folder).set_index("claim")
+    rows = claims.verdict_rows("default", folder).set_index("claim")
     assert rows.loc["Table 1: ours > Gaussian > dot", "verdict"] == "reproduces"
     assert rows.loc["dot targets lose to Gaussian ones under MSE", "verdict"] == "reproduces"
     folder = _write(tmp_path / "u")
-    rows = verdicts.verdict_rows("default", folder).set_index("claim")
+    rows = claims.verdict_rows("default", folder).set_index("claim")
     assert rows.loc["Table 1: ours > Gaussian > dot", "detail"].startswith("Gaussian > dot = ours (AP)")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hdm.analysis import headlines, verdicts
+from hdm.analysis import claims, headlines, verdicts
 from hdm.analysis.tables import Tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +52,8 @@ def test_embed_replaces_only_the_marked_blocks(tmp_path):
 
 @pytest.mark.parametrize("scale", ["default", "long"])
 def test_every_claim_has_a_verdict_at_each_committed_scale(scale):
-    rows = verdicts.verdict_rows(scale, TABLES)
-    core = {row["claim"] for claim in verdicts.CORE_CLAIMS if (row := claim(Tables(TABLES), scale)) is not None}
-    assert len(core) == len(verdicts.CORE_CLAIMS) and core <= set(rows["claim"])
-    assert len(rows) <= len(verdicts.CLAIMS)
-    assert set(rows["verdict"]) <= set(verdicts.VERDICTS)
+    rows = claims.verdict_rows(scale, TABLES)
+    core = {row["claim"] for claim in claims.CORE_CLAIMS if (row := claim(Tables(TABLES), scale)) is not None}
+    assert len(core) == len(claims.CORE_CLAIMS) and core <= set(rows["claim"])
+    assert len(rows) <= len(claims.CLAIMS)
+    assert set(rows["verdict"]) <= set(claims.VERDICTS)

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from hdm import paper, plots
-from hdm.analysis import headlines, verdicts
+from hdm.analysis import claims, headlines, in_short, verdicts
 from hdm.analysis.check import SPECS, compare_table, compare_tables
-from hdm.analysis.stats import (evaluation_rows, paired_difference, resolution_table, summarise_over_seeds,
-                                window_gains)
+from hdm.analysis.stats import (evaluation_rows, paired_difference, resolution_table, stack_metrics, summarise_over_seeds,
+                                training_stability, window_gains)
 from hdm.analysis.tables import Tables
 from hdm.config import variant_preset
 from hdm.decode import DECODERS
@@ -302,52 +302,52 @@ def test_finding_placing_verdicts(tmp_path):
     better = [0.50, 0.62, 0.41]  # below Gaussian on every seed
     worse = [1.40, 1.60, 1.30]
     spans = [0.90, 1.15, 0.90]  # differences −0.1, +0.05, −0.05: a mean below 0, an interval across it
-    row = verdicts.finding_placing(_write(tmp_path / "yes", _finding({"gaussian": GAUSS, "hdm": better}), AP), SCALE)
+    row = claims.finding_placing(_write(tmp_path / "yes", _finding({"gaussian": GAUSS, "hdm": better}), AP), SCALE)
     assert row["verdict"] == "yes" and "placed more precisely by" in row["detail"]
     assert "12 joints every model found" in row["numbers"] and " on the test split" in row["numbers"]
     # one model better is enough, even beside a worse one
     mixed = _finding({"gaussian": GAUSS, "hdm": worse, "hdm+supplier:softplus": better})
-    assert verdicts.finding_placing(_write(tmp_path / "mixed", mixed, AP), SCALE)["verdict"] == "yes"
+    assert claims.finding_placing(_write(tmp_path / "mixed", mixed, AP), SCALE)["verdict"] == "yes"
     all_worse = _finding({"gaussian": GAUSS, "dot": better, "hdm": worse, "hdm+supplier:softplus": worse})
-    row = verdicts.finding_placing(_write(tmp_path / "no", all_worse, AP), SCALE)
+    row = claims.finding_placing(_write(tmp_path / "no", all_worse, AP), SCALE)
     assert row["verdict"] == "no" and row["detail"] == "placed less precisely"  # dot is not distribution matching
     spanning = _finding({"gaussian": GAUSS, "hdm": worse, "hdm+supplier:softplus": spans})
-    row = verdicts.finding_placing(_write(tmp_path / "spans", spanning, AP), SCALE)
+    row = claims.finding_placing(_write(tmp_path / "spans", spanning, AP), SCALE)
     assert row["verdict"] == "cannot be judged" and row["detail"] == "no difference beyond the seed spread"
-    assert row["verdict"] in verdicts.VERDICTS
+    assert row["verdict"] in claims.VERDICTS
     # no common joint, or a table missing: no verdict
-    assert verdicts.finding_placing(_write(tmp_path / "none", _finding({"gaussian": GAUSS, "hdm": better},
+    assert claims.finding_placing(_write(tmp_path / "none", _finding({"gaussian": GAUSS, "hdm": better},
                                                                        common=0)), SCALE) is None  # fmt: skip
-    assert verdicts.finding_placing(_write(tmp_path / "empty"), SCALE) is None
+    assert claims.finding_placing(_write(tmp_path / "empty"), SCALE) is None
     (tmp_path / "yes" / f"table1_finding_placing_paired_{SCALE}.csv").unlink()
-    assert verdicts.finding_placing(Tables(tmp_path / "yes"), SCALE) is None
-    assert verdicts.finding_placing(Tables(tmp_path / "mixed"), "default") is None  # another scale's tables
+    assert claims.finding_placing(Tables(tmp_path / "yes"), SCALE) is None
+    assert claims.finding_placing(Tables(tmp_path / "mixed"), "default") is None  # another scale's tables
 
 
 def test_repair_trains_verdict(tmp_path):
     up = {**AP, REPAIR: [0.40, 0.42, 0.41]}  # repair − hdm ≈ +0.10 on every seed
-    row = verdicts.repair_trains(_write(tmp_path / "yes", ap=up), SCALE)
+    row = claims.repair_trains(_write(tmp_path / "yes", ap=up), SCALE)
     assert row["verdict"] == "yes" and row["numbers"].startswith(LABELS[REPAIR])
     assert "3 seeds on the test split" in row["numbers"]
     assert "− ours" in row["numbers"] and "− Gaussian" in row["numbers"]
     close = {**AP, REPAIR: [0.33, 0.31, 0.33]}  # +0.03, −0.02, +0.02: a mean above 0, the interval's low below
-    assert verdicts.repair_trains(_write(tmp_path / "no", ap=close), SCALE)["verdict"] == "no"
+    assert claims.repair_trains(_write(tmp_path / "no", ap=close), SCALE)["verdict"] == "no"
     down = {**AP, REPAIR: [0.10, 0.12, 0.11]}
-    assert verdicts.repair_trains(_write(tmp_path / "down", ap=down), SCALE)["verdict"] == "no"
+    assert claims.repair_trains(_write(tmp_path / "down", ap=down), SCALE)["verdict"] == "no"
     # no repair trained, or the tables missing: no verdict
-    assert verdicts.repair_trains(_write(tmp_path / "plain", ap=AP), SCALE) is None
-    assert verdicts.repair_trains(_write(tmp_path / "empty"), SCALE) is None
+    assert claims.repair_trains(_write(tmp_path / "plain", ap=AP), SCALE) is None
+    assert claims.repair_trains(_write(tmp_path / "empty"), SCALE) is None
     # without the repair − ours comparison: it cannot be judged
     t = _write(tmp_path / "partial", ap=up)
     paired = t.get(f"table1_paired_all_{SCALE}")
     paired[paired["comparison"] != f"{REPAIR} {MINUS} hdm"].to_csv(tmp_path / "partial" / f"table1_paired_all_{SCALE}.csv",
                                                                    index=False)  # fmt: skip
-    assert verdicts.repair_trains(Tables(tmp_path / "partial"), SCALE)["verdict"] == "cannot be judged"
+    assert claims.repair_trains(Tables(tmp_path / "partial"), SCALE)["verdict"] == "cannot be judged"
 
 
 def test_both_claims_are_in_the_verdict_table(tmp_path):
     _write(tmp_path, _finding({"gaussian": GAUSS, "hdm": [0.5, 0.6, 0.4]}), {**AP, REPAIR: [0.4, 0.42, 0.41]})
-    rows = verdicts.verdict_rows(SCALE, tmp_path).set_index("claim")
+    rows = claims.verdict_rows(SCALE, tmp_path).set_index("claim")
     placing = [c for c in rows.index if "places the joints it finds" in c]
     repaired = [c for c in rows.index if "(ours, repaired)" in c]
     assert len(placing) == len(repaired) == 1
@@ -570,7 +570,7 @@ def test_longer_headline_reads_ap_at_each_checkpoint(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# hdm.analysis.verdicts.in_short: the README's opening summary
+# hdm.analysis.in_short.in_short: the README's opening summary
 
 
 def _dynamics(folder, pck: dict[str, float], no_positive: dict[str, float], lowered: dict[str, float]):
@@ -586,7 +586,7 @@ def _dynamics(folder, pck: dict[str, float], no_positive: dict[str, float], lowe
 
 
 def test_in_short_speaks_for_the_largest_scale_in_numbers_from_the_tables(tmp_path):
-    assert verdicts.in_short(tmp_path) is None  # no Table 1 anywhere: nothing to summarise
+    assert in_short.in_short(tmp_path) is None  # no Table 1 anywhere: nothing to summarise
     worse = [1.40, 1.60, 1.30]
     t = _write(tmp_path, _finding({"gaussian": GAUSS, "dot": [1.2, 1.3, 1.1], "hdm": worse}),
                {**AP, REPAIR: [0.40, 0.42, 0.41]})  # fmt: skip
@@ -594,8 +594,8 @@ def test_in_short_speaks_for_the_largest_scale_in_numbers_from_the_tables(tmp_pa
     _dynamics(tmp_path, {"hdm": 0.238, "hdm+lr:3e-4": 0.599, STRICT_SCREEN: 0.137, REPAIR: 0.40,
                          "hdm+supplier:softplus": 0.754, "gaussian": 0.843},
               no_positive={"hdm": 0.35, STRICT_SCREEN: 1.0}, lowered={"hdm+lr:3e-4": 0.62, "gaussian": 0.99})
-    assert verdicts.headline_scale(Tables(tmp_path)) == SCALE  # long over default
-    text = verdicts.in_short(tmp_path)
+    assert in_short.headline_scale(Tables(tmp_path)) == SCALE  # long over default
+    text = in_short.in_short(tmp_path)
     assert text.startswith("**In short**") and text.endswith("\n") and "\n" not in text[:-1]
     # Table 1: every model's AP, mean ± std over seeds, in the summary's order, and the ranking's verdict
     assert "At the long scale (3 seeds on the test split), AP: Gaussian 61.0 ± 1.0, dot 50.3 ± 1.5" in text
@@ -614,3 +614,47 @@ def test_in_short_speaks_for_the_largest_scale_in_numbers_from_the_tables(tmp_pa
     written = verdicts.write_results(tmp_path, tmp_path / "out")
     assert (tmp_path / "out" / "readme" / "in_short.md").read_text() == text
     assert tmp_path / "out" / "readme" / "in_short.md" in written
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training stability: does a run's optimisation settle (hdm.analysis.stats.training_stability)
+
+
+def _epochs(loss: list[float], pck: list[float], grad: list[float] | None = None) -> pd.DataFrame:
+    table = pd.DataFrame({"epoch": range(1, len(loss) + 1), "lr": 1e-3, "train_loss": loss, "PCK": pck})
+    return table.assign(head_grad=grad) if grad is not None else table
+
+
+def test_training_stability_reads_the_rise_the_drop_and_the_gradient_spread():
+    runs = {("hdm", 0): _epochs([9, 6, 5, 7, 8], [0.5, 0.6, 0.55, 0.4, 0.45], [100, 10, 20, 10, 40]),
+            ("gaussian", 0): _epochs([4, 3, 2, 2, 1], [0.1, 0.3, 0.5, 0.6, 0.7], [1, 1, 2, 1, 1]),
+            ("dot", 0): _epochs([4, 3, 2, 2, 1], [0.1, 0.3, 0.5, 0.6, 0.7])}  # no head_grad logged
+    shuffled = stack_metrics(runs).sample(frac=1.0, random_state=0)  # rows in any order
+    table = training_stability(shuffled, "PCK").set_index("method")
+    ours = table.loc["hdm"]
+    assert (ours["epochs"], ours["min_epoch"], ours["best_epoch"]) == (5, 3, 2)
+    assert ours["train_loss_first"] == 9 and ours["train_loss_min"] == 5 and ours["train_loss_last"] == 8
+    assert ours["loss_rise"] == pytest.approx(8 / 5 - 1) and ours["drop"] == pytest.approx(0.6 - 0.45)
+    assert ours["head_grad_median"] == 20 and ours["head_grad_spread"] == pytest.approx(100 / 20)
+    steady = table.loc["gaussian"]
+    assert steady["loss_rise"] == 0 and steady["drop"] == 0 and steady["min_epoch"] == 5  # ends at its best
+    assert steady["head_grad_spread"] == 2
+    assert np.isnan(table.loc["dot", "head_grad_spread"]) and np.isnan(table.loc["dot", "head_grad_median"])
+    with pytest.raises(KeyError, match="train_loss"):
+        training_stability(shuffled.drop(columns="train_loss"), "PCK")
+
+
+def test_stability_headline_and_sentence(tmp_path):
+    runs = {(m, s): _epochs(loss, [p + 0.01 * s for p in pck], grad) for s in SEEDS
+            for m, loss, pck, grad in (("gaussian", [4, 3, 2], [0.5, 0.6, 0.7], [1, 1, 2]),
+                                       ("hdm", [9, 6, 7.2], [0.5, 0.6, 0.3], [100, 10, 20]))}  # fmt: skip
+    t = _write(tmp_path, ap={"gaussian": [0.6, 0.62, 0.61], "hdm": [0.3, 0.33, 0.31]})
+    plots.save_table(training_stability(stack_metrics(runs), "PCK"), f"table1_stability_{SCALE}", tmp_path)
+    rows = _cells(headlines.table1_stability(t, SCALE))
+    assert [r[0] for r in rows] == [paper.label("gaussian") + " + MSE", paper.label("hdm")]
+    assert rows[1][1:] == ["3", "20.0 ± 0.0 %", "2.0 ± 0.0", "61.0 ± 1.0 (epoch 2.0 ± 0.0)", "31.0 ± 1.0", "5.0 ± 0.0"]
+    assert rows[0][2] == "0.0 ± 0.0 %" and rows[0][6] == "2.0 ± 0.0"
+    assert "table1_stability" in headlines.HEADLINES and headlines.table1_stability(Tables(tmp_path / "no"), SCALE) is None
+    text = in_short.in_short(tmp_path)
+    assert ("ours' training loss ends 20.0 % above its minimum (epoch 2.0) and its PCK@0.1 30.0 points below its best "
+            "epoch's (epoch 2.0); the head's gradient norm varies 5.0× from epoch to epoch (Gaussian 2.0×).") in text

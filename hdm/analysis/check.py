@@ -9,7 +9,7 @@ Every number of ``results/tables/*_<scale>.csv`` (and the scale-free oracle tabl
   (absolute and relative); strings and booleans exactly;
 - **single run** (seed-0 models, one-seed variants, numbers pooled over seeds): no spread to judge them by, so
   reported with their difference, never failed; **text** (picks, labels) reported; **setting** (seed counts) reported;
-- **verdict**: each claim's verdict (:func:`hdm.analysis.verdicts.verdict_rows`) from both sets of tables.
+- **verdict**: each claim's verdict (:func:`hdm.analysis.claims.verdict_rows`) from both sets of tables.
 
 The check fails (exit status 1) only when a verdict changes or a deterministic number differs: numbers that move
 within (or, 1 in 20 by chance, just outside) their seed spread are what another CPU gives.
@@ -32,7 +32,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from hdm import paths
-from hdm.analysis.verdicts import verdict_rows
+from hdm.analysis.claims import verdict_rows
 from hdm.machine import describe, machine_info
 
 #: Absolute floor of a seed tolerance (the number's unit: 1e-3 = 0.1 AP point for fractions).

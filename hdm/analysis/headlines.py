@@ -194,6 +194,29 @@ def table1_longer(t: Tables, scale: str) -> str | None:
     return md_table(["model (seed 0)", *[f"AP, epoch {e}" for e in epochs]], rows, "l" + "r" * len(epochs))
 
 
+def table1_stability(t: Tables, scale: str) -> str | None:
+    """Whether each Table 1 model's optimisation settled (``table1_stability``), mean ± std over seeds: the training
+    loss's rise from its minimum to the last epoch, the epoch of that minimum, the accuracy at its best epoch and at
+    the last, and the head's gradient spread across epochs (max / median)."""
+    table = t.get(f"table1_stability_{scale}")
+    if table is None:
+        return None
+    rows = []
+    for method, group in table.groupby("method", sort=False):
+        mse = " + MSE" if method in ("gaussian", "dot") else ""
+        rows.append([_method_label(t, scale, method) + mse, len(group),
+                     f"{pm(100 * group['loss_rise'].mean(), 100 * group['loss_rise'].std())} %",
+                     pm(group["min_epoch"].mean(), group["min_epoch"].std()),
+                     f"{pm(100 * group['best'].mean(), 100 * group['best'].std())} (epoch "
+                     f"{pm(group['best_epoch'].mean(), group['best_epoch'].std())})",
+                     pm(100 * group["last"].mean(), 100 * group["last"].std()),
+                     pm(group["head_grad_spread"].mean(), group["head_grad_spread"].std())])  # fmt: skip
+    epochs = int(table["epochs"].max())
+    header = ["model", "seeds", "training loss at the end, above its minimum", "epoch of the minimum",
+              "PCK@0.1 at its best epoch", f"PCK@0.1 at epoch {epochs}", "head gradient, max / median over epochs"]
+    return md_table(header, rows, "lrrrrrr")
+
+
 def fig2_consistency(t: Tables, scale: str) -> str | None:
     """Fig. 2's consistency at ``scale``: per model and validation loss, Spearman ρ(loss, accuracy) and the
     inconsistent steps (the loss fell, the accuracy did not rise), mean ± std over seeds."""
@@ -280,6 +303,7 @@ def oracle(t: Tables, scale: str | None = None) -> str | None:
 HEADLINES = {"table1_summary": (table1_summary, True), "table1_ablations": (table1_ablations, True),
              "table1_finding_placing": (table1_finding_placing, True), "table1_paired": (table1_paired, True),
              "table1_resolution": (table1_resolution, True), "table1_longer": (table1_longer, True),
+             "table1_stability": (table1_stability, True),
              "fig2_consistency": (fig2_consistency, True),
              "hdm_dynamics_reading": (dynamics_reading, True),
              "hdm_dynamics_shift": (dynamics_shift, True), "table1_reading": (table1_reading, True), "oracle": (oracle, False)}

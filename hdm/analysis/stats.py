@@ -234,6 +234,36 @@ def window_gains(metrics: pd.DataFrame, column: str, window: int = 5) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def training_stability(per_epoch: pd.DataFrame, accuracy: str, keys: tuple[str, ...] = ("method", "seed")) -> pd.DataFrame:
+    """Whether each run's optimisation settled: does its training loss rise again after its minimum, does its
+    validation ``accuracy`` fall from its best epoch, and how erratic is the head's gradient from epoch to epoch.
+
+    Args:
+        per_epoch: one row per (run, epoch) (:func:`stack_metrics`), columns ``keys``, ``epoch``, ``train_loss``,
+            ``accuracy`` and optionally ``head_grad`` (the epoch's mean gradient norm of the head).
+    Returns:
+        one row per run: ``keys``, epochs, train_loss_first / _min / _last, min_epoch (first epoch at the minimum),
+        loss_rise = last / min − 1 (0: the loss ended at its minimum), best (``accuracy``'s highest value),
+        best_epoch, last, drop = best − last, and head_grad_median and head_grad_spread = max / median over epochs
+        (NaN without a positive ``head_grad``: losses that do not log it).
+    """
+    check_columns(per_epoch, [*keys, "epoch", "train_loss", accuracy])
+    rows = []
+    for key, run in per_epoch.sort_values("epoch", kind="stable").groupby(list(keys), sort=False):
+        loss, value = run["train_loss"].to_numpy(float), run[accuracy].to_numpy(float)
+        epochs = run["epoch"].to_numpy(int)
+        grad = run["head_grad"].to_numpy(float) if "head_grad" in run else np.array([np.nan])
+        grad = grad[np.isfinite(grad) & (grad > 0)]
+        median = float(np.median(grad)) if len(grad) else float("nan")
+        rows.append({**dict(zip(keys, key)), "epochs": int(epochs[-1]), "train_loss_first": float(loss[0]),
+                     "train_loss_min": float(loss.min()), "min_epoch": int(epochs[loss.argmin()]),
+                     "train_loss_last": float(loss[-1]), "loss_rise": float(loss[-1] / loss.min() - 1),
+                     "best": float(value.max()), "best_epoch": int(epochs[value.argmax()]), "last": float(value[-1]),
+                     "drop": float(value.max() - value[-1]), "head_grad_median": median,
+                     "head_grad_spread": float(grad.max() / median) if len(grad) else float("nan")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def rank_order(values: dict[str, float], labels: dict[str, str] | None = None, digits: int | None = None) -> str:
     """"a > b = c": keys by decreasing value; values equal after rounding to ``digits`` (if given) are ties."""
     labels = labels or {}
