@@ -89,6 +89,7 @@ per_run = analysis.consistency_table({key: run.metrics for key, run in runs.item
                                      first_epoch=first)
 values = ["spearman", "inconsistent_epochs", "inconsistent_share"]
 summary = analysis.summarise_over_seeds(per_run, ["method", "loss"], values)
+summary.insert(1, "setting", [specs.get(m, m) for m in summary["method"]])  # what "hdm" was: the tables say it
 plots.save_table(per_run, f"fig2_consistency_runs_{scale}")
 plots.save_table(summary, f"fig2_consistency_{scale}")
 display(pd.concat([summary[["method", "loss", "n"]], analysis.mean_std_strings(summary, values, digits=2)], axis=1))

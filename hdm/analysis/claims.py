@@ -152,7 +152,7 @@ def fig2_tracking(t: Tables, scale: str) -> dict | None:
         holds = None
     verdict = "cannot be judged" if holds is None else "reproduces" if holds else "does not reproduce"
     steps = f" of {epochs - 1}" if epochs else ""
-    ours = headlines._ours(t, scale)
+    ours = b["setting"] if "setting" in b else headlines._ours(t, scale)  # the table's own record, where it has one
     ours = f"`{ours}`" if ours is not None else "the earlier sweep's pick"
     numbers = (f"Spearman ρ(validation loss, accuracy): MSE of the Gaussian model {pm(a.spearman_mean, a.spearman_std, 3)}"
                f", our loss of our model ({ours}) {pm(b.spearman_mean, b.spearman_std, 3)}; inconsistent steps "

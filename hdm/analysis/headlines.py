@@ -224,7 +224,7 @@ def fig2_consistency(t: Tables, scale: str) -> str | None:
     if summary is None:
         return None
     steps = f" (of {int(runs['epochs'].max()) - 1})" if runs is not None else ""
-    rows = [[_label(t, scale, r["method"]), r["loss"], pm(r["spearman_mean"], r["spearman_std"], 3),
+    rows = [[paper.label(r["setting"]) if "setting" in r else _label(t, scale, r["method"]), r["loss"], pm(r["spearman_mean"], r["spearman_std"], 3),
              pm(r["inconsistent_epochs_mean"], r["inconsistent_epochs_std"]), int(r["n"])]
             for r in summary.to_dict("records")]
     header = ["model", "validation loss", "Spearman ρ", f"inconsistent steps{steps}", "seeds"]
