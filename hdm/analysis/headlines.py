@@ -51,6 +51,11 @@ def _method_label(t: Tables, scale: str, method: str) -> str:
     return labels.get(method, _label(t, scale, method))
 
 
+def _target_label(t: Tables, scale: str, method: str) -> str:
+    """:func:`_method_label` with the loss for the two MSE-trained targets ("… + MSE")."""
+    return _method_label(t, scale, method) + (" + MSE" if method in ("gaussian", "dot") else "")
+
+
 def table1_summary(t: Tables, scale: str) -> str | None:
     """Table 1 at ``scale``: mean ± std over seeds of AP, AP50, AP75 (%), PCK@0.1 (%), the error (heatmap px) and,
     where measured, the joints missed and those nearer their left/right twin; the paper's row below."""
@@ -102,8 +107,7 @@ def table1_finding_placing(t: Tables, scale: str) -> str | None:
         return None
     rows = []
     for method, group in table.groupby("method", sort=False):
-        mse = " + MSE" if method in ("gaussian", "dot") else ""
-        rows.append([_method_label(t, scale, method) + mse, group["decoder"].iloc[0], len(group),
+        rows.append([_target_label(t, scale, method), group["decoder"].iloc[0], len(group),
                      f"{pm(100 * group['found_share'].mean(), 100 * group['found_share'].std())} %",
                      pm(group["common_mean_err_hm"].mean(), group["common_mean_err_hm"].std(), 2),
                      pm(group["common_median_err_hm"].mean(), group["common_median_err_hm"].std(), 2),
@@ -203,8 +207,7 @@ def table1_stability(t: Tables, scale: str) -> str | None:
         return None
     rows = []
     for method, group in table.groupby("method", sort=False):
-        mse = " + MSE" if method in ("gaussian", "dot") else ""
-        rows.append([_method_label(t, scale, method) + mse, len(group),
+        rows.append([_target_label(t, scale, method), len(group),
                      f"{pm(100 * group['loss_rise'].mean(), 100 * group['loss_rise'].std())} %",
                      pm(group["min_epoch"].mean(), group["min_epoch"].std()),
                      f"{pm(100 * group['best'].mean(), 100 * group['best'].std())} (epoch "
