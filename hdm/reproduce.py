@@ -171,12 +171,13 @@ def record_machine(path: Path, names: list[str]) -> dict:
     run. A call with only some notebooks on the same machine and settings adds them to those already recorded (in
     ``NOTEBOOKS`` order); on another machine or with other settings the record starts anew. No date: a rerun on the
     same machine rewrites the same file (git log says when it was committed). Returns the record."""
-    record = {**machine_info(), "notebooks": list(names)}
+    info = machine_info()
+    record = {**info, "notebooks": list(names)}
     try:
         before = json.loads(path.read_text())
     except (OSError, ValueError):
         before = {}
-    if isinstance(before, dict) and {k: v for k, v in before.items() if k != "notebooks"} == machine_info():
+    if isinstance(before, dict) and {k: v for k, v in before.items() if k != "notebooks"} == info:
         ran = set(before.get("notebooks", [])) | set(names)
         record["notebooks"] = [name for name in NOTEBOOKS if name in ran]
     path.write_text(json.dumps(record, indent=2) + "\n")

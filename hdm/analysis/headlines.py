@@ -71,8 +71,7 @@ def table1_summary(t: Tables, scale: str) -> str | None:
         header += ["joints missed (> 0.1 × size)", "of which nearer the twin"]
     rows = []
     for r in summary.to_dict("records"):
-        mse = " + MSE" if r["method"] in ("gaussian", "dot") else ""
-        row = [_method_label(t, scale, r["method"]) + mse, *([r["decoder"]] if chosen else []), int(r["n"])]
+        row = [_target_label(t, scale, r["method"]), *([r["decoder"]] if chosen else []), int(r["n"])]
         row += [pm(100 * r[f"{m}_mean"], 100 * r[f"{m}_std"]) for m in ("AP", "AP50", "AP75", "PCK")]
         row.append(pm(r["err_hm_mean"], r["err_hm_std"], 2))
         if misses is not None:
@@ -227,8 +226,9 @@ def fig2_consistency(t: Tables, scale: str) -> str | None:
     if summary is None:
         return None
     steps = f" (of {int(runs['epochs'].max()) - 1})" if runs is not None else ""
-    rows = [[paper.label(r["setting"]) if "setting" in r else _label(t, scale, r["method"]), r["loss"], pm(r["spearman_mean"], r["spearman_std"], 3),
-             pm(r["inconsistent_epochs_mean"], r["inconsistent_epochs_std"]), int(r["n"])]
+    rows = [[paper.label(r["setting"]) if "setting" in r else _label(t, scale, r["method"]), r["loss"],
+             pm(r["spearman_mean"], r["spearman_std"], 3), pm(r["inconsistent_epochs_mean"], r["inconsistent_epochs_std"]),
+             int(r["n"])]
             for r in summary.to_dict("records")]
     header = ["model", "validation loss", "Spearman ρ", f"inconsistent steps{steps}", "seeds"]
     return md_table(header, rows, "llrrr")

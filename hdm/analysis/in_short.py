@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from hdm.analysis import headlines
-from hdm.analysis.claims import (_labels, _percent, _seeds, _split, _table1_means, finding_placing, fig2_tracking,
+from hdm.analysis.claims import (_percent, _seeds, _split, _table1_means, finding_placing, fig2_tracking,
                                  repair_trains, table1_order, theorem1_algebra, theorem1_converse)
 from hdm.analysis.readings import SHORT_LABELS
 from hdm.analysis.stats import rank_order
@@ -21,19 +21,14 @@ def headline_scale(t: Tables) -> str | None:
     return scales[-1] if scales else None
 
 
-def _short(labels: dict[str, str], method: str) -> str:
-    label = labels.get(method, method)
-    return headlines._shorten(label) if method not in SHORT_LABELS else label
-
-
 def _table1_sentence(t: Tables, scale: str) -> str | None:
     summary, order = t.get(f"table1_summary_{scale}"), table1_order(t, scale)
     if summary is None or order is None:
         return None
-    labels, ours = _labels(t, scale), headlines._ours(t, scale)
-    named = {m: _short(labels, m) for m in summary["method"]}
+    ours = headlines._ours(t, scale)
+    named = {m: headlines._short_label(t, scale, m) for m in summary["method"]}
     if ours is None:
-        named["hdm"] += " (the earlier sweep's pick, runs from before the current code)"
+        named["hdm"] = f"{SHORT_LABELS['hdm']} (the earlier sweep's pick, runs from before the current code)"
     elif ours != "hdm":
         named["hdm"] += f" (`{ours}`)"
     values = ", ".join(f"{named[r['method']]} {pm(100 * r['AP_mean'], 100 * r['AP_std'])}"
@@ -47,12 +42,11 @@ def _finding_sentence(t: Tables, scale: str) -> str | None:
     table, row = t.get(f"table1_finding_placing_{scale}"), finding_placing(t, scale)
     if table is None or row is None:
         return None
-    labels = _labels(t, scale)
     found = table.groupby("method", sort=False)["found_share"].mean()
     paired = t.get(f"table1_finding_placing_paired_{scale}").set_index(["comparison", "metric"])
-    placing = [f"{_short(labels, m)} {interval(paired.loc[(f'{m} − gaussian', 'common_mean_err_hm')], 1.0, 2)} px"
+    placing = [f"{headlines._short_label(t, scale, m)} {interval(paired.loc[(f'{m} − gaussian', 'common_mean_err_hm')], 1.0, 2)} px"
                for m in found.index if m.startswith("hdm") and (f"{m} − gaussian", "common_mean_err_hm") in paired.index]
-    shares = ", ".join(f"{_short(labels, m)} {_percent(v)}" for m, v in found.items())
+    shares = ", ".join(f"{headlines._short_label(t, scale, m)} {_percent(v)}" for m, v in found.items())
     joints = int(table["common_joints"].iloc[0])
     return (f"Finding vs placing ({scale} scale{_split(t, scale)}): the share of labelled joints found (within 0.1 × "
             f"the person size) is {shares}; on the {joints} joints every model found, the mean error minus the "
@@ -99,8 +93,8 @@ def _stability_sentence(t: Tables, scale: str) -> str | None:
     if table is None or "hdm" not in set(table["method"]):
         return None
     means = table.groupby("method", sort=False).mean(numeric_only=True)
-    labels, ours = _labels(t, scale), means.loc["hdm"]
-    spreads = ", ".join(f"{_short(labels, m)} {num(r['head_grad_spread'])}×" for m, r in means.iterrows()
+    ours = means.loc["hdm"]
+    spreads = ", ".join(f"{headlines._short_label(t, scale, m)} {num(r['head_grad_spread'])}×" for m, r in means.iterrows()
                         if m != "hdm" and np.isfinite(r["head_grad_spread"]))
     seeds = int(table.groupby("method").size().max())
     return (f"Over Table 1's schedule ({scale} scale, mean over {seeds} seeds) ours' training loss ends "
@@ -123,10 +117,8 @@ def in_short(tables_dir) -> str | None:
         sentences.append(f"Theorem 1 **{algebra['verdict']}** {algebra['detail']}".rstrip() + ", and eq. 4 fails "
                          f"exactly where eq. 5 does ({converse['detail']}).")
     sentences.append(_table1_sentence(t, scale))
-    finding_scale = scale if finding_placing(t, scale) is not None else "default"
-    sentences.append(_finding_sentence(t, finding_scale))
-    dynamics_scale = scale if _mechanism_sentence(t, scale) is not None else "long"
-    sentences.append(_mechanism_sentence(t, dynamics_scale))
+    sentences.append(_finding_sentence(t, scale) or _finding_sentence(t, "default"))
+    sentences.append(_mechanism_sentence(t, scale) or _mechanism_sentence(t, "long"))
     sentences.append(_stability_sentence(t, scale))
     repair = repair_trains(t, scale)
     if repair is not None:
